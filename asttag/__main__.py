@@ -1,0 +1,3 @@
+from asttag.cli import main
+
+main()

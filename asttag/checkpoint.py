@@ -1,0 +1,532 @@
+"""Checkpoints: asttag's own format, and import/export of the published formats.
+
+asttag format: one .safetensors file. The tensors are the `AST` state dict; the metadata holds
+the architecture, the feature settings, the label set and free-form training facts as JSON,
+so one file fully describes a model and loading it runs no pickle.
+
+Imported formats (detected by themselves):
+- the official AST `.pth` (a DataParallel state dict: `module.v.*`, `module.mlp_head.*`);
+- transformers' `ASTForAudioClassification` (a directory with config.json and weights).
+Every key is accounted for: missing, unexpected and mis-shaped keys fail, all named at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .atomic import atomic_directory, atomic_path
+from .features import AUDIOSET_STATS, ESC50_STATS, SPEECH_COMMANDS_STATS, FeatureConfig
+from .labels import LabelSet, audioset, esc50, speech_commands
+from .model import AST, ASTConfig
+
+__all__ = [
+    "CheckpointError",
+    "save",
+    "load",
+    "read_metadata",
+    "detect_format",
+    "read_tensors",
+    "from_official",
+    "from_transformers",
+    "to_transformers",
+    "load_state",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_NAME = "asttag"
+FORMAT_VERSION = 1
+# Lengths the published models use, tried in order when a file does not say its own.
+KNOWN_LENGTHS = (1024, 512, 128)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: the message names the file, key and shapes."""
+
+
+# --------------------------------------------------------------------------- asttag format
+
+
+def save(model: AST, path: str | Path, *, extra: dict | None = None) -> Path:
+    """Write `model` as one self-describing .safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "asttag_version": __version__,
+        "config": json.dumps(model.config.to_dict()),
+        "features": json.dumps(model.features.to_dict()),
+        "labels": json.dumps(model.labels.to_dict()),
+        "extra": json.dumps(extra or {}),
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The decoded metadata of an asttag checkpoint (config, features, labels, extra)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+    if raw.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: a .safetensors file without asttag metadata")
+    version = int(raw.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer asttag (format {version}); upgrade asttag to read it"
+        )
+    try:
+        return {
+            "asttag_version": raw.get("asttag_version"),
+            "config": json.loads(raw["config"]),
+            "features": json.loads(raw["features"]),
+            "labels": json.loads(raw["labels"]),
+            "extra": json.loads(raw.get("extra", "{}")),
+        }
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: damaged asttag metadata ({e})") from None
+
+
+def _load_asttag(path: Path) -> AST:
+    meta = read_metadata(path)
+    try:
+        model = AST(
+            ASTConfig.from_dict(meta["config"]),
+            features=FeatureConfig.from_dict(meta["features"]),
+            labels=LabelSet.from_dict(meta["labels"]),
+        )
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: inconsistent model description ({e})") from None
+    load_state(model, read_tensors(path), source=str(path))
+    model.extra = dict(meta["extra"])
+    return model
+
+
+# --------------------------------------------------------------------------- reading tensors
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a .safetensors file or of a plain (weights-only) torch file.
+
+    torch files are opened with weights_only=True: a pickle that would build anything other than
+    tensors and plain containers (the way a crafted checkpoint runs code) is refused unrun.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused: not a plain tensor checkpoint (loading it would need to run "
+            f"arbitrary code, or it is damaged): {first}"
+        ) from None
+    return _unwrap_state_dict(obj, path)
+
+
+def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    # Training scripts often save {"state_dict": ...} or {"model": ...} around the weights.
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a dictionary of tensors (a state dict)")
+    return obj
+
+
+def load_state(model: AST, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load `state` into `model`, failing on any missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", mismatched)):
+        if items:
+            shown = "; ".join(items[:8]) + (f"; ... ({len(items) - 8} more)" if len(items) > 8 else "")
+            problems.append(f"{title}: {shown}")
+    if problems:
+        raise CheckpointError(f"{source}: does not fit the model. " + " | ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------- official .pth
+
+
+def _official_key(key: str) -> str | None:
+    """Official name -> asttag name; None for the unused DeiT classification heads."""
+    key = key.removeprefix("module.")
+    if key.startswith(("v.head.", "v.head_dist.")):
+        return None
+    if key.startswith("mlp_head.0."):
+        return "head_norm." + key.removeprefix("mlp_head.0.")
+    if key.startswith("mlp_head.1."):
+        return "head." + key.removeprefix("mlp_head.1.")
+    if key.startswith("v.patch_embed.proj."):
+        return "patch_proj." + key.removeprefix("v.patch_embed.proj.")
+    if key.startswith("v."):
+        return key.removeprefix("v.")
+    return key  # left as it is, so the key check names it as unexpected
+
+
+def _defaults_for(num_classes: int) -> tuple[LabelSet, tuple[float, float], int]:
+    """Labels, normalisation stats and input length of the published model with that head."""
+    if num_classes == 527:
+        return audioset(), AUDIOSET_STATS, 1024
+    if num_classes == 35:
+        return speech_commands(), SPEECH_COMMANDS_STATS, 128
+    if num_classes == 50:
+        return esc50(), ESC50_STATS, 512
+    return LabelSet.generic(num_classes), AUDIOSET_STATS, 1024
+
+
+def _stride_from_name(name: str) -> tuple[int, int] | None:
+    match = re.search(r"_(\d{2})_(\d{2})_", name)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def from_official(
+    state: dict[str, torch.Tensor],
+    *,
+    source: str = "state dict",
+    stride: tuple[int, int] | None = None,
+    target_length: int | None = None,
+    num_mel_bins: int = 128,
+    labels: LabelSet | None = None,
+    features: FeatureConfig | None = None,
+) -> AST:
+    """Build an AST from an official-format state dict, inferring its architecture.
+
+    Stride defaults to the one in the file name (audioset_12_12_0.4467.pth), else 10/10; the
+    input length to the first of 1024, 512, 128 that gives the stored position grid.
+    """
+    mapped = {}
+    for key, value in state.items():
+        new = _official_key(key)
+        if new is not None:
+            mapped[new] = value
+    for required in ("cls_token", "pos_embed", "patch_proj.weight", "head.weight"):
+        if required not in mapped:
+            raise CheckpointError(f"{source}: not an official AST checkpoint (no {required} key)")
+    dim = mapped["cls_token"].shape[-1]
+    depth = len({k.split(".")[1] for k in mapped if k.startswith("blocks.")})
+    num_classes = mapped["head.weight"].shape[0]
+    hidden = mapped["blocks.0.mlp.fc1.weight"].shape[0] if depth else 4 * dim
+    distilled = "dist_token" in mapped
+    patch = tuple(mapped["patch_proj.weight"].shape[2:])
+    default_labels, stats, default_length = _defaults_for(num_classes)
+    stride = stride or _stride_from_name(Path(source).name) or (10, 10)
+    n_patches = mapped["pos_embed"].shape[1] - (2 if distilled else 1)
+    base = dict(
+        num_classes=num_classes, num_mel_bins=num_mel_bins, patch_size=patch, stride=tuple(stride),
+        embed_dim=dim, depth=depth, num_heads=max(1, dim // 64), mlp_ratio=hidden / dim,
+        distilled=distilled, norm_eps=1e-6, head_eps=1e-5, preset=None,
+    )
+    lengths = [target_length] if target_length else [default_length, *KNOWN_LENGTHS]
+    config = next(
+        (c for c in (ASTConfig(**base, target_length=t) for t in lengths) if c.num_patches == n_patches),
+        None,
+    )
+    if config is None:
+        raise CheckpointError(
+            f"{source}: pos_embed {tuple(mapped['pos_embed'].shape)} holds {n_patches} patches, which "
+            f"fits no input length of {', '.join(map(str, lengths))} frames at stride {stride[0]}/"
+            f"{stride[1]} and {num_mel_bins} mel bins; give the stride and length it was trained with"
+        )
+    features = features or FeatureConfig(
+        num_mel_bins=num_mel_bins, target_length=config.target_length, mean=stats[0], std=stats[1]
+    )
+    model = AST(config, features=features, labels=labels or default_labels)
+    load_state(model, mapped, source=source)
+    return model
+
+
+# --------------------------------------------------------------------------- transformers
+
+_HF_PREFIX = "audio_spectrogram_transformer."
+_HF_SIMPLE = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.distillation_token": "dist_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+_HF_CLASSIFIER = {
+    "classifier.layernorm.weight": "head_norm.weight",
+    "classifier.layernorm.bias": "head_norm.bias",
+    "classifier.dense.weight": "head.weight",
+    "classifier.dense.bias": "head.bias",
+}
+_HF_LAYER = {
+    "attention.output.dense": "attn.proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+    "layernorm_before": "norm1",
+    "layernorm_after": "norm2",
+}
+_QKV = ("query", "key", "value")
+
+
+def _hf_to_asttag(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    layer_re = re.compile(r"encoder\.layer\.(\d+)\.(.+)\.(weight|bias)$")
+    for key, value in state.items():
+        if key in _HF_CLASSIFIER:
+            out[_HF_CLASSIFIER[key]] = value
+            continue
+        short = key.removeprefix(_HF_PREFIX)
+        if short in _HF_SIMPLE:
+            out[_HF_SIMPLE[short]] = value
+            continue
+        match = layer_re.match(short)
+        if match:
+            layer, name, kind = match.groups()
+            if name.startswith("attention.attention."):
+                part = name.rsplit(".", 1)[1]
+                if part in _QKV:
+                    qkv.setdefault((layer, kind), {})[part] = value
+                    continue
+            if name in _HF_LAYER:
+                out[f"blocks.{layer}.{_HF_LAYER[name]}.{kind}"] = value
+                continue
+        out[key] = value  # unknown: the key check names it
+    for (layer, kind), parts in qkv.items():
+        missing = [p for p in _QKV if p not in parts]
+        if missing:
+            raise CheckpointError(
+                f"layer {layer}: attention {kind} lacks {', '.join(missing)} (query, key and value "
+                "are needed together)"
+            )
+        out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts[p] for p in _QKV], dim=0)
+    return out
+
+
+def _asttag_to_hf(state: dict[str, torch.Tensor], dim: int) -> dict[str, torch.Tensor]:
+    simple = {v: k for k, v in _HF_SIMPLE.items()}
+    classifier = {v: k for k, v in _HF_CLASSIFIER.items()}
+    layer_names = {v: k for k, v in _HF_LAYER.items()}
+    out = {}
+    for key, value in state.items():
+        if key in classifier:
+            out[classifier[key]] = value
+        elif key in simple:
+            out[_HF_PREFIX + simple[key]] = value
+        else:
+            _, layer, rest = key.split(".", 2)
+            name, kind = rest.rsplit(".", 1)
+            prefix = f"{_HF_PREFIX}encoder.layer.{layer}."
+            if name == "attn.qkv":
+                for i, part in enumerate(_QKV):
+                    out[f"{prefix}attention.attention.{part}.{kind}"] = value[i * dim : (i + 1) * dim]
+            else:
+                out[f"{prefix}{layer_names[name]}.{kind}"] = value
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def _labels_from_hf(config: dict, num_classes: int) -> LabelSet:
+    id2label = config.get("id2label") or {}
+    names = [id2label.get(str(i), id2label.get(i)) for i in range(num_classes)]
+    if any(n is None for n in names) or len(set(names)) != len(names):
+        return LabelSet.generic(num_classes)
+    known = audioset()
+    if tuple(names) == known.names:
+        return known  # keeps AudioSet's machine ids
+    return LabelSet.from_names(names, multi_label=True)
+
+
+def from_transformers(
+    config: dict, state: dict[str, torch.Tensor], *, preprocessor: dict | None = None,
+    source: str = "transformers model",
+) -> AST:
+    """Build an AST from a transformers ASTForAudioClassification config and state dict."""
+    try:
+        patch = int(config.get("patch_size", 16))
+        num_classes = len(config["id2label"]) if config.get("id2label") else state[
+            "classifier.dense.weight"].shape[0]
+        eps = float(config.get("layer_norm_eps", 1e-12))
+        ast_config = ASTConfig(
+            num_classes=num_classes,
+            num_mel_bins=int(config.get("num_mel_bins", 128)),
+            target_length=int(config.get("max_length", 1024)),
+            patch_size=(patch, patch),
+            stride=(int(config.get("frequency_stride", 10)), int(config.get("time_stride", 10))),
+            embed_dim=int(config["hidden_size"]),
+            depth=int(config["num_hidden_layers"]),
+            num_heads=int(config["num_attention_heads"]),
+            mlp_ratio=int(config["intermediate_size"]) / int(config["hidden_size"]),
+            distilled=True,
+            norm_eps=eps,
+            head_eps=eps,
+            preset=None,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: config.json is not an AST config ({e})") from None
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise CheckpointError(f"{source}: hidden_act {config['hidden_act']!r} is not supported (gelu only)")
+    pre = preprocessor or {}
+    features = FeatureConfig(
+        sample_rate=int(pre.get("sampling_rate", 16000)),
+        num_mel_bins=ast_config.num_mel_bins,
+        target_length=ast_config.target_length,
+        mean=float(pre.get("mean", AUDIOSET_STATS[0])),
+        std=float(pre.get("std", AUDIOSET_STATS[1])),
+    )
+    model = AST(ast_config, features=features, labels=_labels_from_hf(config, num_classes))
+    load_state(model, _hf_to_asttag(state), source=source)
+    return model
+
+
+def to_transformers(model: AST, directory: str | Path, *, overwrite: bool = False) -> Path:
+    """Export as a transformers ASTForAudioClassification directory (config + safetensors)."""
+    from safetensors.torch import save_file
+
+    c = model.config
+    if c.patch_size[0] != c.patch_size[1]:
+        raise CheckpointError(f"transformers' AST needs square patches; this model has {c.patch_size}")
+    if not c.distilled:
+        raise CheckpointError("transformers' AST always has a distillation token; this model has none")
+    if c.norm_eps != c.head_eps:
+        log.warning(
+            "transformers' AST uses one layer_norm_eps for every LayerNorm: exporting with %g "
+            "(this model's head uses %g; outputs may differ slightly)", c.norm_eps, c.head_eps,
+        )
+    names = list(model.labels.names)
+    config = {
+        "architectures": ["ASTForAudioClassification"],
+        "model_type": "audio-spectrogram-transformer",
+        "hidden_size": c.embed_dim,
+        "num_hidden_layers": c.depth,
+        "num_attention_heads": c.num_heads,
+        "intermediate_size": int(c.embed_dim * c.mlp_ratio),
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+        "layer_norm_eps": c.norm_eps,
+        "patch_size": c.patch_size[0],
+        "qkv_bias": True,
+        "frequency_stride": c.stride[0],
+        "time_stride": c.stride[1],
+        "max_length": c.target_length,
+        "num_mel_bins": c.num_mel_bins,
+        "id2label": {str(i): n for i, n in enumerate(names)},
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+    f = model.features
+    preprocessor = {
+        "feature_extractor_type": "ASTFeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": f.sample_rate,
+        "num_mel_bins": f.num_mel_bins,
+        "max_length": f.target_length,
+        "do_normalize": True,
+        "mean": f.mean,
+        "std": f.std,
+        "padding_value": 0.0,
+        "return_attention_mask": False,
+    }
+    state = _asttag_to_hf(model.state_dict(), c.embed_dim)
+    directory = Path(directory)
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+        (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2), encoding="utf-8")
+        save_file({k: v.detach().cpu() for k, v in state.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
+    return directory
+
+
+def _load_transformers_dir(directory: Path) -> AST:
+    def read_json(name: str) -> dict | None:
+        file = directory / name
+        if not file.exists():
+            return None
+        try:
+            return json.loads(file.read_text("utf-8"))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+
+    config = read_json("config.json")
+    if config is None:
+        raise CheckpointError(f"{directory}: a transformers model directory needs config.json")
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (directory / name).exists():
+            state = read_tensors(directory / name)
+            break
+    else:
+        raise CheckpointError(f"{directory}: no model.safetensors or pytorch_model.bin inside")
+    return from_transformers(config, state, preprocessor=read_json("preprocessor_config.json"),
+                             source=str(directory))
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detect_format(path: str | Path) -> str:
+    """'asttag', 'official' or 'transformers' for a local file or directory."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return "transformers"
+        raise CheckpointError(f"{path}: a directory, but not a transformers model (no config.json)")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.suffix == ".safetensors":
+        try:
+            read_metadata(path)
+            return "asttag"
+        except CheckpointError:
+            pass
+    keys = read_tensors(path).keys()
+    if any(k.startswith(("module.v.", "v.", "module.mlp_head.")) for k in keys):
+        return "official"
+    if any(k.startswith(_HF_PREFIX) for k in keys):
+        raise CheckpointError(
+            f"{path}: transformers weights without their config.json: pass the model directory"
+        )
+    raise CheckpointError(f"{path}: not an asttag, official AST or transformers AST checkpoint")
+
+
+def load(path: str | Path, **official_options) -> AST:
+    """Load a local checkpoint of any supported format (detected by itself) on the CPU.
+
+    `official_options` (stride, target_length, ...) apply to official .pth files only.
+    """
+    path = Path(path)
+    kind = detect_format(path)
+    if kind == "asttag":
+        return _load_asttag(path)
+    if kind == "transformers":
+        return _load_transformers_dir(path)
+    return from_official(read_tensors(path), source=str(path), **official_options)

@@ -1,0 +1,31 @@
+"""The Typer application and what every command shares: the stderr console and exits."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="asttag",
+    help="Tag audio of any length with the Audio Spectrogram Transformer (AST).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# stdout carries data only; everything meant for a person goes here.
+console = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def fail(message: str, *, code: int = EXIT_FAILED) -> NoReturn:
+    """Print an error line on stderr and exit with `code`."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def not_implemented(command: str) -> NoReturn:
+    fail(f"`asttag {command}` is not implemented yet in this version", code=EXIT_FAILED)

@@ -1,0 +1,150 @@
+"""`asttag models`: list, inspect, convert and download models."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import EXIT_USAGE, app, console, fail
+
+models_app = typer.Typer(help="List, inspect, convert and download models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+class TargetFormat(str, Enum):
+    asttag = "asttag"
+    transformers = "transformers"
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+@models_app.command("list")
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """The named models: the embedded default and the published AST models."""
+    from rich.table import Table
+
+    from ..hub import MODELS, _embedded_default, cached_path
+
+    rows = []
+    for m in MODELS.values():
+        if m.hub_id is None:
+            status = "embedded" if _embedded_default() else "not shipped yet"
+        else:
+            status = "cached" if cached_path(m.name).exists() else "downloadable"
+        rows.append({"name": m.name, "description": m.description, "hub_id": m.hub_id,
+                     "size_mb": m.size_mb, "metric": m.metric, "status": status})
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("name", "status", "size (MB)", "metric", "hub id", "description")
+    for r in rows:
+        table.add_row(r["name"], r["status"], str(r["size_mb"] or "-"), r["metric"] or "-",
+                      r["hub_id"] or "-", r["description"])
+    from rich.console import Console
+
+    Console().print(table)
+
+
+def describe(model, *, source: str, fmt: str) -> dict:
+    """What a loaded model is, as plain data."""
+    c, f, labels = model.config, model.features, model.labels
+    return {
+        "source": source,
+        "format": fmt,
+        "architecture": {**c.to_dict(), "grid": list(c.grid), "num_patches": c.num_patches},
+        "parameters": model.num_parameters,
+        "features": {**f.to_dict(), "window_seconds": f.window_seconds},
+        "labels": {"count": len(labels), "multi_label": labels.multi_label,
+                   "first": list(labels.names[:5])},
+        "extra": getattr(model, "extra", {}),
+    }
+
+
+@models_app.command("info")
+def info(
+    source: str = typer.Argument(..., help="A checkpoint file, transformers directory or model name."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Print what a checkpoint holds: architecture, features, labels, training facts."""
+    from ..checkpoint import CheckpointError, detect_format
+    from ..hub import HubError, load_model
+
+    try:
+        fmt = detect_format(source) if Path(source).exists() else "named"
+        model = load_model(source)
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
+    data = describe(model, source=source, fmt=fmt)
+    if as_json:
+        _print_json(data)
+        return
+    a = data["architecture"]
+    lines = [
+        f"source       {source} ({fmt})",
+        f"architecture {a['preset'] or 'custom'}: dim {a['embed_dim']}, depth {a['depth']}, "
+        f"heads {a['num_heads']}, patch {a['patch_size'][0]}x{a['patch_size'][1]}, "
+        f"stride {a['stride'][0]}/{a['stride'][1]}, grid {a['grid'][0]}x{a['grid'][1]} "
+        f"= {a['num_patches']} patches",
+        f"parameters   {data['parameters']:,}",
+        f"input        {a['target_length']} frames x {a['num_mel_bins']} mel bins "
+        f"({data['features']['window_seconds']:.2f} s at {data['features']['sample_rate']} Hz), "
+        f"norm mean {data['features']['mean']:.4f} std {data['features']['std']:.4f}",
+        f"labels       {data['labels']['count']} "
+        f"({'multi-label' if data['labels']['multi_label'] else 'single-label'}): "
+        + ", ".join(data["labels"]["first"]) + (", ..." if data["labels"]["count"] > 5 else ""),
+    ]
+    if data["extra"]:
+        lines.append(f"extra        {json.dumps(data['extra'])}")
+    print("\n".join(lines))
+
+
+@models_app.command("convert")
+def convert(
+    src: str = typer.Argument(..., help="An official .pth, a transformers directory or an asttag file."),
+    dst: Path = typer.Argument(..., help="Where to write the converted model."),
+    to: TargetFormat = typer.Option(TargetFormat.asttag, "--to", help="Output format."),
+    stride: Optional[tuple[int, int]] = typer.Option(
+        None, "--stride", help="Official .pth only: frequency and time stride (default from the file name, else 10 10)."),
+    target_length: Optional[int] = typer.Option(
+        None, "--target-length", help="Official .pth only: input frames (default: inferred)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DST."),
+) -> None:
+    """Convert an official or transformers checkpoint to the asttag format (or back)."""
+    from .. import checkpoint
+
+    if dst.exists() and not force:
+        fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
+    options = {k: v for k, v in (("stride", stride), ("target_length", target_length)) if v}
+    try:
+        model = checkpoint.load(src, **options)
+        if to is TargetFormat.asttag:
+            checkpoint.save(model, dst, extra={**getattr(model, "extra", {}), "converted_from": src})
+        else:
+            checkpoint.to_transformers(model, dst, overwrite=force)
+    except checkpoint.CheckpointError as e:
+        fail(str(e))
+    console.print(f"wrote {dst} ({to.value}, {model.num_parameters:,} parameters, "
+                  f"{len(model.labels)} labels)", highlight=False)
+
+
+@models_app.command("pull")
+def pull(
+    name: str = typer.Argument(..., help="A name from `asttag models list` or a hub id."),
+    force: bool = typer.Option(False, "--force", help="Download again even if cached."),
+) -> None:
+    """Download a published model into the cache and convert it to the asttag format."""
+    from ..hub import HubError, pull as pull_model
+
+    try:
+        path = pull_model(name, force=force)
+    except HubError as e:
+        fail(str(e))
+    print(path)

@@ -1,0 +1,225 @@
+"""The Audio Spectrogram Transformer: its configuration and its module.
+
+An `AST` carries everything needed to use it: the architecture (`ASTConfig`), the feature
+settings it was trained with (`FeatureConfig`) and its label set, so a checkpoint is one
+self-describing file (see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+
+import torch
+from torch import nn
+from timm.models.vision_transformer import Block
+
+from .features import FeatureConfig
+from .labels import LabelSet
+
+__all__ = ["ASTConfig", "AST", "PRESETS", "ShapeError"]
+
+
+class ShapeError(ValueError):
+    """An input or parameter whose shape does not fit the model."""
+
+
+# DeiT sizes; heads keep DeiT's head width of 64.
+PRESETS: dict[str, dict] = {
+    "tiny224": {"embed_dim": 192, "num_heads": 3},
+    "small224": {"embed_dim": 384, "num_heads": 6},
+    "base224": {"embed_dim": 768, "num_heads": 12},
+    "base384": {"embed_dim": 768, "num_heads": 12},
+}
+
+
+@dataclass(frozen=True)
+class ASTConfig:
+    """Architecture of an AST. Axes are always (frequency, time)."""
+
+    num_classes: int = 527
+    num_mel_bins: int = 128
+    target_length: int = 1024
+    patch_size: tuple[int, int] = (16, 16)
+    stride: tuple[int, int] = (10, 10)
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    distilled: bool = True
+    # The published implementations differ here (original: 1e-6 encoder, 1e-5 head;
+    # transformers: 1e-12 everywhere), so the values travel with the model.
+    norm_eps: float = 1e-6
+    head_eps: float = 1e-5
+    preset: str | None = field(default="base384", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
+        object.__setattr__(self, "stride", tuple(int(v) for v in self.stride))
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        for axis, size, patch, step in zip(
+            ("frequency", "time"), (self.num_mel_bins, self.target_length), self.patch_size, self.stride
+        ):
+            if step < 1 or patch < 1:
+                raise ValueError(f"{axis} patch size and stride must be positive")
+            if size < patch:
+                raise ValueError(f"{axis} input size {size} is smaller than the patch size {patch}")
+        if self.num_classes < 1:
+            raise ValueError("num_classes must be at least 1")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> ASTConfig:
+        """A configuration from a size preset (tiny224, small224, base224, base384)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown size preset {name!r}; choose from {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], "preset": name, **overrides})
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patches along (frequency, time)."""
+        f = (self.num_mel_bins - self.patch_size[0]) // self.stride[0] + 1
+        t = (self.target_length - self.patch_size[1]) // self.stride[1] + 1
+        return f, t
+
+    @property
+    def num_patches(self) -> int:
+        f, t = self.grid
+        return f * t
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 2 if self.distilled else 1
+
+    def replace(self, **changes) -> ASTConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["patch_size"] = list(self.patch_size)
+        data["stride"] = list(self.stride)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ASTConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class AST(nn.Module):
+    """Audio Spectrogram Transformer: log-mel (B, T, F) -> logits (B, classes)."""
+
+    def __init__(
+        self,
+        config: ASTConfig,
+        *,
+        features: FeatureConfig | None = None,
+        labels: LabelSet | None = None,
+    ) -> None:
+        super().__init__()
+        features = features or FeatureConfig(
+            num_mel_bins=config.num_mel_bins, target_length=config.target_length
+        )
+        labels = labels or LabelSet.generic(config.num_classes)
+        if (features.num_mel_bins, features.target_length) != (config.num_mel_bins, config.target_length):
+            raise ValueError(
+                f"feature settings ({features.num_mel_bins} mel bins, {features.target_length} frames) "
+                f"do not match the model ({config.num_mel_bins} mel bins, {config.target_length} frames)"
+            )
+        if len(labels) != config.num_classes:
+            raise ValueError(f"{len(labels)} labels for a model with {config.num_classes} outputs")
+        self.config = config
+        self.features = features
+        self.labels = labels
+        self.extra: dict = {}  # training facts stored with a checkpoint (metric, epoch, ...)
+
+        dim = config.embed_dim
+        self.patch_proj = nn.Conv2d(1, dim, kernel_size=config.patch_size, stride=config.stride)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.distilled else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, config.num_patches + config.num_prefix_tokens, dim))
+        norm = partial(nn.LayerNorm, eps=config.norm_eps)
+        self.blocks = nn.ModuleList(
+            Block(dim, config.num_heads, mlp_ratio=config.mlp_ratio, qkv_bias=True, norm_layer=norm)
+            for _ in range(config.depth)
+        )
+        self.norm = norm(dim)
+        self.head_norm = nn.LayerNorm(dim, eps=config.head_eps)
+        self.head = nn.Linear(dim, config.num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as ViT does: truncated normal (std 0.02) for tokens and linear layers."""
+        for tensor in (self.cls_token, self.dist_token, self.pos_embed):
+            if tensor is not None:
+                nn.init.trunc_normal_(tensor, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        # Conv patch projection: PyTorch's default (kaiming uniform), as timm leaves it.
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _check_input(self, fbank: torch.Tensor) -> None:
+        expected = (self.config.target_length, self.config.num_mel_bins)
+        if fbank.dim() != 3 or tuple(fbank.shape[1:]) != expected:
+            raise ShapeError(
+                f"expected log-mel input of shape (batch, {expected[0]}, {expected[1]}), "
+                f"got {tuple(fbank.shape)}"
+            )
+
+    def tokens(self, fbank: torch.Tensor) -> torch.Tensor:
+        """The encoder's output sequence (B, prefix + patches, D), after the final norm."""
+        self._check_input(fbank)
+        # (B, T, F) -> (B, 1, F, T): frequency is the image's height, time its width.
+        x = self.patch_proj(fbank.transpose(1, 2).unsqueeze(1))
+        x = x.flatten(2).transpose(1, 2)  # frequency-major order: index = f * t_dim + t
+        prefix = [self.cls_token.expand(x.shape[0], -1, -1)]
+        if self.dist_token is not None:
+            prefix.append(self.dist_token.expand(x.shape[0], -1, -1))
+        x = torch.cat([*prefix, x], dim=1) + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The clip embedding: the mean of the [CLS] and distillation tokens."""
+        return tokens[:, : self.config.num_prefix_tokens].mean(dim=1)
+
+    def embed(self, fbank: torch.Tensor, *, return_tokens: bool = False):
+        """Pooled embedding (B, D); with return_tokens, also the patch tokens (B, N, D)."""
+        tokens = self.tokens(fbank)
+        pooled = self.pool(tokens)
+        if return_tokens:
+            return pooled, tokens[:, self.config.num_prefix_tokens :]
+        return pooled
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_norm(pooled))
+
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.pool(self.tokens(fbank)))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Sigmoid for multi-label models, softmax for single-label ones."""
+        return logits.sigmoid() if self.labels.multi_label else logits.softmax(dim=-1)
+
+    def flops_per_window(self) -> int:
+        """Multiply-accumulates x 2 of one forward pass (matmuls only), for efficiency figures."""
+        c = self.config
+        n = c.num_patches + c.num_prefix_tokens
+        d = c.embed_dim
+        hidden = int(d * c.mlp_ratio)
+        patch = c.num_patches * d * math.prod(c.patch_size)
+        per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
+        return 2 * (patch + c.depth * per_block + d * c.num_classes)
