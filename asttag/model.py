@@ -214,6 +214,13 @@ class AST(nn.Module):
         """Sigmoid for multi-label models, softmax for single-label ones."""
         return logits.sigmoid() if self.labels.multi_label else logits.softmax(dim=-1)
 
+    def predict(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, classes) of normalised log-mel input (B, T, F).
+
+        The interface taggers and evaluators use, shared with ensembles.
+        """
+        return self.probabilities(self(fbank))
+
     def flops_per_window(self) -> int:
         """Multiply-accumulates x 2 of one forward pass (matmuls only), for efficiency figures."""
         c = self.config
