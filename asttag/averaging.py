@@ -1,0 +1,229 @@
+"""Weight averaging: the arithmetic mean of compatible checkpoints, as the AST recipes use it.
+
+The paper's best single models average the weights of several epochs of one run (AudioSet full:
+epochs 1-5, 0.448 -> 0.459 mAP). Members are chosen from a list, a glob or a training run
+directory (`checkpoints/epoch_NNN.safetensors`, each with {"epoch", "metrics"} in its extra
+metadata), by an epoch window or by the best N on a stored metric.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import read_metadata
+
+__all__ = [
+    "AveragingError",
+    "Candidate",
+    "AverageResult",
+    "expand_sources",
+    "select_window",
+    "select_top",
+    "compatibility_problems",
+    "label_problems",
+    "average_checkpoints",
+    "write_average",
+    "sha256_file",
+]
+
+# Where a training run directory keeps its per-epoch checkpoints.
+RUN_CHECKPOINTS = "checkpoints"
+RUN_PATTERN = "epoch_*.safetensors"
+
+
+class AveragingError(ValueError):
+    """Checkpoints that cannot be averaged, or a selection that picks none: the message says why."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A checkpoint that may be averaged, with the training facts stored in it."""
+
+    path: Path
+    epoch: int | None
+    metrics: dict
+
+    def record(self) -> dict:
+        """What the averaged checkpoint remembers about this member."""
+        return {"path": str(self.path), "epoch": self.epoch, "metrics": self.metrics}
+
+
+@dataclass(frozen=True)
+class AverageResult:
+    path: Path
+    sha256: str
+    members: tuple[Candidate, ...]
+
+
+def expand_sources(sources: Sequence[str | Path]) -> list[Candidate]:
+    """Checkpoints named by files, glob patterns or run directories, in a stable order.
+
+    A run directory stands for its checkpoints/epoch_*.safetensors. Training facts come from
+    each file's metadata; files of other formats (official .pth) carry none.
+    """
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            found = sorted((path / RUN_CHECKPOINTS).glob(RUN_PATTERN))
+            if not found:
+                raise AveragingError(f"{path}: a directory without {RUN_CHECKPOINTS}/{RUN_PATTERN}")
+        elif path.exists():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(str(path)))
+            if not found:
+                raise AveragingError(f"{source}: no such file, and no file matches it as a pattern")
+        paths.extend(p for p in found if p not in paths)
+    return [_candidate(p) for p in paths]
+
+
+def _candidate(path: Path) -> Candidate:
+    if path.suffix != ".safetensors":
+        return Candidate(path, None, {})
+    extra = read_metadata(path)["extra"]
+    epoch = extra.get("epoch")
+    metrics = dict(extra.get("metrics") or {})
+    return Candidate(path, int(epoch) if epoch is not None else None, metrics)
+
+
+def select_window(
+    candidates: Sequence[Candidate], *, first: int | None = None, last: int | None = None
+) -> list[Candidate]:
+    """The checkpoints of epochs first..last (inclusive; open ends reach the stored extremes).
+
+    Every epoch of the window must be present exactly once: an average over a window with holes
+    or with two runs mixed in is not the one asked for.
+    """
+    unknown = [str(c.path) for c in candidates if c.epoch is None]
+    if unknown:
+        raise AveragingError(f"no epoch stored in {', '.join(unknown)}: cannot select by epoch")
+    epochs = [c.epoch for c in candidates]
+    first = min(epochs) if first is None else first
+    last = max(epochs) if last is None else last
+    if first > last:
+        raise AveragingError(f"empty epoch window {first}..{last}")
+    chosen = sorted((c for c in candidates if first <= c.epoch <= last), key=lambda c: c.epoch)
+    twice = sorted({c.epoch for c in chosen if epochs.count(c.epoch) > 1})
+    if twice:
+        raise AveragingError(
+            f"epoch(s) {', '.join(map(str, twice))} stored in more than one checkpoint"
+        )
+    missing = sorted(set(range(first, last + 1)) - {c.epoch for c in chosen})
+    if missing:
+        have = ", ".join(map(str, sorted(epochs)))
+        raise AveragingError(
+            f"no checkpoint for epoch(s) {', '.join(map(str, missing))} of the window "
+            f"{first}..{last} (epochs present: {have})"
+        )
+    return chosen
+
+
+def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[Candidate]:
+    """The `n` checkpoints with the highest stored `metric` (ties keep the earlier epoch)."""
+    if n < 1:
+        raise AveragingError(f"--top must be at least 1, got {n}")
+    lacking = [str(c.path) for c in candidates if metric not in c.metrics]
+    if lacking:
+        stored = sorted({k for c in candidates for k in c.metrics})
+        raise AveragingError(
+            f"metric {metric!r} is not stored in {', '.join(lacking)} "
+            f"(metrics stored: {', '.join(stored) or 'none'})"
+        )
+    if n > len(candidates):
+        raise AveragingError(f"--top {n} asked for, but only {len(candidates)} checkpoint(s) given")
+    return sorted(candidates, key=lambda c: -float(c.metrics[metric]))[:n]
+
+
+def compatibility_problems(reference, other) -> list[str]:
+    """What keeps two models from being averaged or ensembled: architecture, labels, features."""
+    # The preset is only a name: two configs built differently but equal in every size are one.
+    pairs = (
+        ("architecture", reference.config.to_dict(), other.config.to_dict()),
+        ("features", reference.features.to_dict(), other.features.to_dict()),
+    )
+    problems = [
+        f"{what} {key}: {mine[key]} vs {theirs[key]}"
+        for what, mine, theirs in pairs
+        for key in mine
+        if key != "preset" and mine[key] != theirs[key]
+    ]
+    return problems + label_problems(reference.labels, other.labels)
+
+
+def label_problems(reference, other) -> list[str]:
+    """How two label sets differ: size, task type, or the first id out of place."""
+    if len(reference) != len(other):
+        return [f"label set: {len(reference)} vs {len(other)} classes"]
+    problems = []
+    if reference.multi_label != other.multi_label:
+        kinds = ["multi-label" if s.multi_label else "single-label" for s in (reference, other)]
+        problems.append(f"label set: {kinds[0]} vs {kinds[1]}")
+    differ = [i for i, (a, b) in enumerate(zip(reference.ids, other.ids)) if a != b]
+    if differ:
+        i = differ[0]
+        problems.append(
+            f"label ids differ at {len(differ)} position(s), first at {i}: "
+            f"{reference.ids[i]!r} vs {other.ids[i]!r}"
+        )
+    return problems
+
+
+def average_checkpoints(paths: Iterable[str | Path]):
+    """The `AST` whose weights are the element-wise mean of the checkpoints at `paths`.
+
+    Checkpoints are loaded one at a time and summed in float64, so memory holds one model and
+    one accumulator whatever the count; the mean is cast back to each tensor's stored dtype.
+    The result carries the first checkpoint's config, features and labels.
+    """
+    import torch
+
+    from .checkpoint import load, load_state
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise AveragingError("nothing to average: no checkpoints selected")
+    first = load(paths[0])
+    total = {k: v.to(torch.float64) for k, v in first.state_dict().items()}
+    for path in paths[1:]:
+        model = load(path)
+        problems = compatibility_problems(first, model)
+        if problems:
+            raise AveragingError(
+                f"{path} cannot be averaged with {paths[0]}: " + "; ".join(problems)
+            )
+        for key, value in model.state_dict().items():
+            total[key] += value.to(torch.float64)
+        del model
+    stored = first.state_dict()
+    mean = {k: (v / len(paths)).to(stored[k].dtype) for k, v in total.items()}
+    load_state(first, mean, source="average")
+    return first
+
+
+def write_average(
+    candidates: Sequence[Candidate], out: str | Path, *, force: bool = False
+) -> AverageResult:
+    """Average `candidates` into the asttag checkpoint `out`; its extra lists the members."""
+    from .checkpoint import save
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    model = average_checkpoints(c.path for c in candidates)
+    save(model, out, extra={"averaged_from": [c.record() for c in candidates]})
+    return AverageResult(out, sha256_file(out), tuple(candidates))
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read in pieces (checkpoints run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
