@@ -251,7 +251,7 @@ def from_official(
         embed_dim=dim, depth=depth, num_heads=max(1, dim // 64), mlp_ratio=hidden / dim,
         distilled=distilled, norm_eps=1e-6, head_eps=1e-5, preset=None,
     )
-    lengths = [target_length] if target_length else [default_length, *KNOWN_LENGTHS]
+    lengths = [target_length] if target_length else list(dict.fromkeys([default_length, *KNOWN_LENGTHS]))
     config = next(
         (c for c in (ASTConfig(**base, target_length=t) for t in lengths) if c.num_patches == n_patches),
         None,

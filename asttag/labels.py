@@ -75,19 +75,23 @@ class LabelSet:
         return len(self.names)
 
     def index(self, key: str | int) -> int:
-        """The position of a class given by id, name (case-insensitive) or position."""
-        if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
-            i = int(key)
-            if not 0 <= i < len(self):
-                raise KeyError(f"label index {i} is out of range (0..{len(self) - 1})")
-            return i
-        if key in self.ids:
-            return self.ids.index(key)
-        folded = key.casefold()
-        for i, name in enumerate(self.names):
-            if name.casefold() == folded:
-                return i
-        raise KeyError(f"unknown label {key!r}: not an id, name or index of this label set")
+        """The position of a class given by id, name (case-insensitive) or position.
+
+        Ids and names win over positions, so a class named "10" is found by its name.
+        """
+        if isinstance(key, str):
+            if key in self.ids:
+                return self.ids.index(key)
+            folded = key.casefold()
+            for i, name in enumerate(self.names):
+                if name.casefold() == folded:
+                    return i
+            if not key.isdigit():
+                raise KeyError(f"unknown label {key!r}: not an id, name or index of this label set")
+        i = int(key)
+        if not 0 <= i < len(self):
+            raise KeyError(f"label index {i} is out of range (0..{len(self) - 1})")
+        return i
 
     def to_dict(self) -> dict:
         return {"names": list(self.names), "ids": list(self.ids), "multi_label": self.multi_label}

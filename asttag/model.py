@@ -92,6 +92,17 @@ class ASTConfig:
     def num_prefix_tokens(self) -> int:
         return 2 if self.distilled else 1
 
+    @property
+    def flops_per_window(self) -> int:
+        """2 x the multiply-adds of one forward pass (matmuls only), for efficiency figures."""
+        n = self.num_patches + self.num_prefix_tokens
+        d = self.embed_dim
+        hidden = int(d * self.mlp_ratio)
+        patch = self.num_patches * d * math.prod(self.patch_size)
+        # qkv, attention scores and weighted sum, output projection, MLP
+        per_block = 3 * n * d * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
+        return 2 * (patch + self.depth * per_block + d * self.num_classes)
+
     def replace(self, **changes) -> ASTConfig:
         return replace(self, **changes)
 
@@ -220,13 +231,3 @@ class AST(nn.Module):
         The interface taggers and evaluators use, shared with ensembles.
         """
         return self.probabilities(self(fbank))
-
-    def flops_per_window(self) -> int:
-        """Multiply-accumulates x 2 of one forward pass (matmuls only), for efficiency figures."""
-        c = self.config
-        n = c.num_patches + c.num_prefix_tokens
-        d = c.embed_dim
-        hidden = int(d * c.mlp_ratio)
-        patch = c.num_patches * d * math.prod(c.patch_size)
-        per_block = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * hidden
-        return 2 * (patch + c.depth * per_block + d * c.num_classes)

@@ -1,0 +1,45 @@
+"""Shared test helpers: tiny models and generated audio. Nothing here downloads anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def tiny_config(**overrides):
+    """A small AST config that runs in milliseconds on a CPU."""
+    from asttag.model import ASTConfig
+
+    base = dict(num_classes=4, num_mel_bins=32, target_length=64, embed_dim=32, depth=2,
+                num_heads=2, preset=None)
+    return ASTConfig(**{**base, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides):
+    import torch
+
+    from asttag.model import AST
+
+    torch.manual_seed(seed)
+    return AST(tiny_config(**overrides)).eval()
+
+
+def write_tone(path: Path, *, seconds: float = 1.0, rate: int = 16000, freq: float = 440.0,
+               channels: int = 1, seed: int = 0) -> Path:
+    """A sine tone with a little noise, written with soundfile."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)
+    data = np.stack([wave] * channels, axis=1) if channels > 1 else wave
+    sf.write(str(path), data.astype(np.float32), rate)
+    return path
+
+
+@pytest.fixture
+def tone(tmp_path):
+    """Factory: tone(name, **kw) writes a generated tone file in tmp_path."""
+    return lambda name="tone.wav", **kw: write_tone(tmp_path / name, **kw)

@@ -1,0 +1,206 @@
+import json
+import os
+import pickle
+
+import pytest
+import torch
+
+from asttag import checkpoint
+from asttag.checkpoint import CheckpointError
+from asttag.features import ESC50_STATS, FeatureConfig
+from asttag.labels import LabelSet, audioset
+from asttag.model import AST
+from conftest import tiny_config, tiny_model
+
+
+def hf_model(seed=0, **overrides):
+    from transformers import ASTConfig as HFConfig, ASTForAudioClassification
+
+    torch.manual_seed(seed)
+    base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                max_length=100, num_mel_bins=32, frequency_stride=10, time_stride=10,
+                patch_size=16, num_labels=5)
+    model = ASTForAudioClassification(HFConfig(**{**base, **overrides}))
+    # Random LayerNorm affine parameters, so a mix-up of any two LayerNorms would show.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+    return model.eval()
+
+
+def hf_logits(model, x):
+    with torch.no_grad():
+        return model(x).logits
+
+
+VARIANTS = [
+    {},
+    {"frequency_stride": 12, "time_stride": 12},
+    {"frequency_stride": 16, "time_stride": 16},
+    {"frequency_stride": 8, "time_stride": 14, "max_length": 128},
+    {"num_mel_bins": 48, "max_length": 64, "patch_size": 8},
+]
+
+
+@pytest.mark.parametrize("overrides", VARIANTS)
+def test_transformers_parity_both_ways(tmp_path, overrides):
+    from transformers import ASTForAudioClassification
+
+    reference = hf_model(**overrides)
+    reference.save_pretrained(tmp_path / "hf")
+    model = checkpoint.load(tmp_path / "hf").eval()
+    cfg = reference.config
+    x = torch.randn(2, cfg.max_length, cfg.num_mel_bins)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf_logits(reference, x), atol=1e-4, rtol=0)
+    assert model.config.norm_eps == model.config.head_eps == cfg.layer_norm_eps
+
+    checkpoint.to_transformers(model, tmp_path / "back")
+    again = ASTForAudioClassification.from_pretrained(tmp_path / "back").eval()
+    torch.testing.assert_close(hf_logits(again, x), hf_logits(reference, x), atol=1e-4, rtol=0)
+
+
+def official_state(model: AST) -> dict:
+    """The official DataParallel key names and shapes, built from an asttag model."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("head_norm."):
+            out["module.mlp_head.0." + key.split(".", 1)[1]] = value
+        elif key.startswith("head."):
+            out["module.mlp_head.1." + key.split(".", 1)[1]] = value
+        elif key.startswith("patch_proj."):
+            out["module.v.patch_embed.proj." + key.split(".", 1)[1]] = value
+        else:
+            out["module.v." + key] = value
+    dim = model.config.embed_dim
+    out["module.v.head.weight"] = torch.zeros(1000, dim)  # unused DeiT heads, as released
+    out["module.v.head.bias"] = torch.zeros(1000)
+    out["module.v.head_dist.weight"] = torch.zeros(1000, dim)
+    out["module.v.head_dist.bias"] = torch.zeros(1000)
+    return out
+
+
+def test_official_state_dict_matches_transformers(tmp_path):
+    # The original code's LayerNorms use eps 1e-6 (encoder) and 1e-5 (head); give the
+    # transformers twin the same values so that the comparison is like for like.
+    # Official files do not store the head count: asttag takes DeiT's head width of 64.
+    reference = hf_model(layer_norm_eps=1e-6, hidden_size=128, intermediate_size=256)
+    reference.save_pretrained(tmp_path / "hf")
+    via_hf = checkpoint.load(tmp_path / "hf")
+    reference.classifier.layernorm.eps = 1e-5
+    path = tmp_path / "official.pth"
+    torch.save(official_state(via_hf), path)
+    model = checkpoint.load(path, num_mel_bins=32, target_length=100)
+    x = torch.randn(2, 100, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf_logits(reference, x), atol=1e-4, rtol=0)
+    assert checkpoint.detect_format(path) == "official"
+
+
+def test_official_base_layout_is_inferred_with_labels_and_stats():
+    # The released audioset_10_10 layout: pos_embed (1, 1214, D), 527 classes.
+    model = AST(tiny_config(num_classes=527, num_mel_bins=128, target_length=1024))
+    loaded = checkpoint.from_official(official_state(model), source="audioset_10_10_0.4593.pth")
+    assert loaded.config.grid == (12, 101) and loaded.config.target_length == 1024
+    assert loaded.labels == audioset()
+    assert (loaded.config.norm_eps, loaded.config.head_eps) == (1e-6, 1e-5)
+    esc = AST(tiny_config(num_classes=50, num_mel_bins=128, target_length=512, stride=(12, 12)))
+    loaded = checkpoint.from_official(official_state(esc), source="esc50_12_12_0.95.pth")
+    assert loaded.config.stride == (12, 12) and loaded.config.target_length == 512
+    assert (loaded.features.mean, loaded.features.std) == ESC50_STATS
+
+
+def test_each_kind_of_bad_key_is_named():
+    model = tiny_model()
+    good = official_state(model)
+
+    missing = {k: v for k, v in good.items() if "blocks.1.mlp.fc2.bias" not in k}
+    with pytest.raises(CheckpointError, match=r"missing keys: blocks\.1\.mlp\.fc2\.bias"):
+        checkpoint.from_official(missing, num_mel_bins=32, target_length=64)
+
+    extra = {**good, "module.v.blocks.0.attn.extra_scale": torch.ones(1)}
+    with pytest.raises(CheckpointError, match=r"unexpected keys: blocks\.0\.attn\.extra_scale"):
+        checkpoint.from_official(extra, num_mel_bins=32, target_length=64)
+
+    bad = dict(good)
+    bad["module.v.blocks.0.attn.qkv.weight"] = torch.zeros(96, 31)
+    with pytest.raises(CheckpointError, match=r"blocks\.0\.attn\.qkv\.weight: checkpoint \(96, 31\) vs model \(96, 32\)"):
+        checkpoint.from_official(bad, num_mel_bins=32, target_length=64)
+
+
+def test_pos_embed_that_fits_no_input_length_says_so():
+    state = official_state(tiny_model())
+    with pytest.raises(CheckpointError, match=r"pos_embed \(1, 12, 32\) holds 10 patches, which fits no input length of 1024, 512, 128 frames"):
+        checkpoint.from_official(state, num_mel_bins=32, stride=(10, 10))
+
+
+def test_asttag_round_trip_is_self_describing(tmp_path):
+    labels = LabelSet(("Dog", "Cat, domestic", "Bell", "Car"), ("/m/a", "/m/b", "/m/c", "/m/d"))
+    features = FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0)
+    model = AST(tiny_config(norm_eps=1e-12, head_eps=1e-7), features=features, labels=labels).eval()
+    path = checkpoint.save(model, tmp_path / "m.safetensors", extra={"epoch": 3})
+    loaded = checkpoint.load(path)
+    assert (loaded.config, loaded.features, loaded.labels) == (model.config, features, labels)
+    assert loaded.extra == {"epoch": 3}
+    x = torch.randn(1, 64, 32)
+    assert torch.equal(loaded(x), model(x))
+    assert checkpoint.read_metadata(path)["config"]["norm_eps"] == 1e-12
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left
+
+
+def test_interrupted_save_leaves_no_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(tiny_model(), tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    Payload.marker = marker
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"module.v.cls_token": Payload()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()
+    torch.save({"weights": torch.ones(1), "payload": Payload()}, tmp_path / "evil2.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        checkpoint.read_tensors(tmp_path / "evil2.pth")
+    assert not marker.exists()
+
+
+def test_unknown_files_and_directories_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.load(tmp_path / "missing.safetensors")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(CheckpointError, match="not a transformers model"):
+        checkpoint.load(tmp_path / "empty_dir")
+    torch.save({"foo": torch.ones(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an asttag, official AST or transformers"):
+        checkpoint.load(tmp_path / "other.pt")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        checkpoint.load(tmp_path / "junk.safetensors")
+
+
+def test_transformers_labels_map_back_to_audioset_ids(tmp_path):
+    model = AST(tiny_config(num_classes=527), labels=audioset())
+    checkpoint.to_transformers(model, tmp_path / "hf")
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert config["id2label"]["0"] == "Speech"
+    assert checkpoint.load(tmp_path / "hf").labels == audioset()
+    with pytest.raises(FileExistsError):
+        checkpoint.to_transformers(model, tmp_path / "hf")

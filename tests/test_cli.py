@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asttag import checkpoint
+from asttag.cli import app
+from conftest import tiny_model
+from test_checkpoint import official_state
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("tag", "train", "finetune", "evaluate", "average", "ensemble", "models"):
+        assert command in result.output
+
+
+def test_importing_the_cli_does_not_import_torch():
+    code = "import sys, asttag.cli; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_version_goes_to_stdout():
+    result = subprocess.run([sys.executable, "-m", "asttag", "--version"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stdout.startswith("asttag ")
+
+
+def test_models_info_prints_what_a_checkpoint_holds(tmp_path):
+    path = checkpoint.save(tiny_model(), tmp_path / "m.safetensors", extra={"epoch": 2})
+    result = runner.invoke(app, ["models", "info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["format"] == "asttag" and data["labels"]["count"] == 4
+    assert data["architecture"]["num_patches"] == 10 and data["extra"] == {"epoch": 2}
+    text = runner.invoke(app, ["models", "info", str(path)])
+    assert "10 patches" in text.stdout and "64 frames x 32 mel bins" in text.stdout
+
+
+def test_models_info_on_a_missing_file_fails_with_its_name(tmp_path):
+    result = runner.invoke(app, ["models", "info", str(tmp_path / "nope.safetensors")])
+    assert result.exit_code == 1
+    assert "nope.safetensors" in result.output and result.stdout == ""
+
+
+def test_convert_official_to_asttag_and_to_transformers(tmp_path):
+    # Head width 64, as in every released model (official files do not store the head count).
+    model = tiny_model(num_mel_bins=128, target_length=512, stride=(12, 12), embed_dim=128)
+    torch.save(official_state(model), tmp_path / "esc_12_12_0.9.pth")
+    out = tmp_path / "m.safetensors"
+    result = runner.invoke(app, ["models", "convert", str(tmp_path / "esc_12_12_0.9.pth"), str(out)])
+    assert result.exit_code == 0, result.output
+    converted = checkpoint.load(out)
+    assert converted.config.stride == (12, 12) and converted.config.target_length == 512
+    x = torch.randn(1, 512, 128)
+    torch.testing.assert_close(converted(x), model(x))
+
+    refused = runner.invoke(app, ["models", "convert", str(tmp_path / "esc_12_12_0.9.pth"), str(out)])
+    assert refused.exit_code == 2 and "--force" in refused.output
+
+    hf = tmp_path / "hf"
+    result = runner.invoke(app, ["models", "convert", str(out), str(hf), "--to", "transformers"])
+    assert result.exit_code == 0, result.output
+    torch.testing.assert_close(checkpoint.load(hf)(x), model(x), atol=1e-4, rtol=0)
+
+
+def test_models_list_names_the_published_models():
+    result = runner.invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["audioset-10-10-0.4593"]["hub_id"] == "MIT/ast-finetuned-audioset-10-10-0.4593"
+    assert "default" in rows
+
+
+def test_pull_offline_explains_how_to_place_the_files(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("ASTTAG_CACHE", str(tmp_path))
+    result = runner.invoke(app, ["models", "pull", "audioset-12-12-0.447"])
+    assert result.exit_code == 1
+    assert "asttag models convert DIR" in result.output
+    assert "MIT/ast-finetuned-audioset-12-12-0.447" in result.output
