@@ -494,7 +494,7 @@ def _load_transformers_dir(directory: Path) -> AST:
 
 
 def detect_format(path: str | Path) -> str:
-    """'asttag', 'official' or 'transformers' for a local file or directory."""
+    """'asttag', 'ensemble', 'official' or 'transformers' for a local file or directory."""
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").exists():
@@ -503,6 +503,10 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if path.suffix == ".safetensors":
+        from .ensemble import is_bundle  # here: ensemble.py imports this module
+
+        if is_bundle(path):
+            return "ensemble"
         try:
             read_metadata(path)
             return "asttag"
@@ -521,12 +525,18 @@ def detect_format(path: str | Path) -> str:
 def load(path: str | Path, **official_options) -> AST:
     """Load a local checkpoint of any supported format (detected by itself) on the CPU.
 
-    `official_options` (stride, target_length, ...) apply to official .pth files only.
+    `official_options` (stride, target_length, ...) apply to official .pth files only. An
+    ensemble bundle gives an `Ensemble`, which offers the `features`, `labels` and `predict`
+    of an AST.
     """
     path = Path(path)
     kind = detect_format(path)
     if kind == "asttag":
         return _load_asttag(path)
+    if kind == "ensemble":
+        from .ensemble import load_bundle
+
+        return load_bundle(path)
     if kind == "transformers":
         return _load_transformers_dir(path)
     return from_official(read_tensors(path), source=str(path), **official_options)

@@ -1,0 +1,273 @@
+"""Ensembles: several models' probabilities averaged, used like one model.
+
+The paper's Ensemble-S averages runs with different seeds; Ensemble-M adds models with other
+patch strides. Members may differ in size, strides and input length, as long as they share one
+label set and the same spectrogram (sample rate, mel bins, frame length and shift). An `Ensemble`
+offers the interface taggers and evaluators use (`features`, `labels`, `predict`), and a bundle
+stores it as one self-describing .safetensors file that loads wherever a model file does.
+Saved predictions (see evaluation.py) are ensembled here too, without running any model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .atomic import atomic_path
+from .averaging import label_problems
+from .checkpoint import CheckpointError, load_state, read_tensors
+from .features import FeatureConfig, normalize, pad_or_crop
+from .labels import LabelSet
+from .model import AST, ASTConfig
+
+if TYPE_CHECKING:  # evaluation pulls in scikit-learn, which loading a bundle does not need
+    from .evaluation import Predictions
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "EnsembleError",
+    "Ensemble",
+    "convert_input",
+    "save_bundle",
+    "read_bundle_metadata",
+    "is_bundle",
+    "load_bundle",
+    "ensemble_predictions",
+]
+
+BUNDLE_FORMAT = "asttag-ensemble"
+BUNDLE_VERSION = 1
+# Feature settings that make two spectrograms the same grid of numbers up to normalisation and
+# length; members that differ in any of them cannot share one input.
+SHARED_FEATURES = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms")
+
+
+class EnsembleError(ValueError):
+    """Models or predictions that cannot be ensembled: the message names what differs."""
+
+
+def convert_input(
+    fbank: torch.Tensor, source: FeatureConfig, target: FeatureConfig
+) -> torch.Tensor:
+    """Input normalised for `source` (B, T, F) re-expressed as the input `target` expects.
+
+    Un-normalise, pad or crop to the target length (zero log-mel padding, as a clip would get)
+    and normalise with the target's statistics. Identical settings pass the tensor through
+    untouched, so members that share the ensemble's input see exactly what a lone model would.
+    """
+    if all(getattr(source, k) == getattr(target, k) for k in ("mean", "std", "target_length")):
+        return fbank
+    raw = fbank * (2 * source.std) + source.mean
+    return normalize(pad_or_crop(raw, target.target_length), target)
+
+
+class Ensemble(nn.Module):
+    """Member ASTs sharing one label set; `predict` averages their probabilities.
+
+    The ensemble's input (`features`) is that of the member with the longest input (the first
+    such member on a tie), so no member is shown less than it was trained on; each member gets
+    it converted to its own length and normalisation. Members that are ensembles themselves are
+    flattened into their members, each weighing the same. There is no `forward`: an ensemble
+    has no logits, only probabilities.
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        flat = [m for model in members for m in _members_of(model)]
+        if not flat:
+            raise EnsembleError("an ensemble needs at least one member")
+        _check_members(flat)
+        self.members = nn.ModuleList(flat)
+        self.labels: LabelSet = flat[0].labels
+        self.features: FeatureConfig = max(flat, key=lambda m: m.features.target_length).features
+        self.extra: dict = {}  # what `ensemble create` records: the members' sources
+
+    def predict(self, fbank: torch.Tensor) -> torch.Tensor:
+        """Mean class probabilities (B, classes) of normalised log-mel input (B, T, F).
+
+        Summed in float64, so an ensemble of copies of one model returns that model's
+        probabilities bit for bit.
+        """
+        outputs = [m.predict(convert_input(fbank, self.features, m.features)) for m in self.members]
+        total = sum(p.to(torch.float64) for p in outputs)
+        return (total / len(outputs)).to(outputs[0].dtype)
+
+
+def _members_of(model: nn.Module) -> list[nn.Module]:
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def _check_members(members: Sequence[nn.Module]) -> None:
+    first = members[0]
+    for i, member in enumerate(members[1:], start=1):
+        problems = label_problems(first.labels, member.labels)
+        problems += [
+            f"features {key}: {getattr(first.features, key)} vs {getattr(member.features, key)}"
+            for key in SHARED_FEATURES
+            if getattr(first.features, key) != getattr(member.features, key)
+        ]
+        if problems:
+            raise EnsembleError(f"member {i} does not fit member 0: " + "; ".join(problems))
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def save_bundle(ensemble: Ensemble, path: str | Path, *, extra: dict | None = None) -> Path:
+    """Write `ensemble` as one .safetensors file, atomically.
+
+    Tensors are the ensemble's state dict (`members.<i>.<key>`); the metadata lists each
+    member's config, features, labels and training facts, so the file describes itself.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    members = [
+        {
+            "config": m.config.to_dict(),
+            "features": m.features.to_dict(),
+            "labels": m.labels.to_dict(),
+            "extra": m.extra,
+        }
+        for m in ensemble.members
+    ]
+    metadata = {
+        "format": BUNDLE_FORMAT,
+        "format_version": str(BUNDLE_VERSION),
+        "asttag_version": __version__,
+        "members": json.dumps(members),
+        "extra": json.dumps(extra if extra is not None else ensemble.extra),
+    }
+    # clone: safetensors refuses tensors sharing memory, which one module listed twice does.
+    tensors = {k: v.detach().to("cpu").clone() for k, v in ensemble.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def _raw_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for a damaged header
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Whether `path` is a .safetensors file marked as an asttag ensemble bundle."""
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    try:
+        return _raw_metadata(path).get("format") == BUNDLE_FORMAT
+    except CheckpointError:
+        return False
+
+
+def read_bundle_metadata(path: str | Path) -> dict:
+    """The decoded metadata of a bundle: {"members": [...], "extra": {...}}."""
+    path = Path(path)
+    raw = _raw_metadata(path)
+    if raw.get("format") != BUNDLE_FORMAT:
+        raise CheckpointError(f"{path}: not an asttag ensemble bundle")
+    version = int(raw.get("format_version", "0"))
+    if version > BUNDLE_VERSION:
+        raise CheckpointError(
+            f"{path}: written by a newer asttag (bundle format {version}); "
+            "upgrade asttag to read it"
+        )
+    try:
+        return {"members": json.loads(raw["members"]), "extra": json.loads(raw.get("extra", "{}"))}
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: damaged ensemble metadata ({e})") from None
+
+
+def load_bundle(path: str | Path) -> Ensemble:
+    """The `Ensemble` stored in a bundle, on the CPU; every tensor is accounted for."""
+    path = Path(path)
+    meta = read_bundle_metadata(path)
+    tensors = read_tensors(path)
+    members = []
+    for i, described in enumerate(meta["members"]):
+        try:
+            member = AST(
+                ASTConfig.from_dict(described["config"]),
+                features=FeatureConfig.from_dict(described["features"]),
+                labels=LabelSet.from_dict(described["labels"]),
+            )
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(
+                f"{path}: member {i}: inconsistent model description ({e})"
+            ) from None
+        prefix = f"members.{i}."
+        state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        load_state(member, state, source=f"{path} member {i}")
+        member.extra = dict(described.get("extra") or {})
+        members.append(member)
+    prefixes = tuple(f"members.{i}." for i in range(len(members)))
+    stray = [k for k in tensors if not k.startswith(prefixes)]
+    if stray:
+        raise CheckpointError(f"{path}: tensors of no listed member: {', '.join(stray[:8])}")
+    try:
+        ensemble = Ensemble(members)
+    except EnsembleError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    ensemble.extra = meta["extra"]
+    return ensemble
+
+
+# --------------------------------------------------------------------------- saved predictions
+
+
+def ensemble_predictions(predictions: Sequence[Predictions]) -> Predictions:
+    """The mean of several models' saved scores on the same clips, without running a model.
+
+    Label sets must match and the clips must be the same set with the same targets; the
+    clips may come in any order (the first file's order is kept).
+    """
+    from .evaluation import Predictions
+
+    if not predictions:
+        raise EnsembleError("no predictions to ensemble")
+    first = predictions[0]
+    total = first.scores.astype(np.float64)
+    for n, other in enumerate(predictions[1:], start=1):
+        problems = label_problems(first.labels, other.labels)
+        if problems:
+            raise EnsembleError(f"predictions {n} do not fit predictions 0: " + "; ".join(problems))
+        index = _alignment(first.paths, other.paths, what=f"predictions {n}")
+        if not np.array_equal(other.targets[index], first.targets):
+            raise EnsembleError(
+                f"predictions {n} hold other targets than predictions 0 for the same clips"
+            )
+        total += other.scores[index]
+    return Predictions(
+        scores=(total / len(predictions)).astype(first.scores.dtype),
+        targets=first.targets,
+        labels=first.labels,
+        paths=first.paths,
+        model={"ensemble": [p.model for p in predictions]},
+    )
+
+
+def _alignment(reference: tuple[str, ...], paths: tuple[str, ...], *, what: str) -> np.ndarray:
+    """Row indices that put `paths` in the order of `reference`; both must list the same clips."""
+    position = {path: i for i, path in enumerate(paths)}
+    same = len(position) == len(paths) == len(reference) and set(position) == set(reference)
+    if not same:
+        missing, extra = sorted(set(reference) - set(paths)), sorted(set(paths) - set(reference))
+        detail = "; ".join(
+            [f"{len(missing)} clip(s) of predictions 0 missing, e.g. {missing[0]}"] * bool(missing)
+            + [f"{len(extra)} clip(s) not in predictions 0, e.g. {extra[0]}"] * bool(extra)
+        ) or "a clip listed twice"
+        raise EnsembleError(f"{what} cover other clips than predictions 0 ({detail})")
+    return np.array([position[path] for path in reference], dtype=np.int64)
