@@ -18,6 +18,7 @@ from . import __version__
 from .atomic import atomic_path
 from .averaging import sha256_file
 from .datasets import DatasetSplits, Example
+from .datasets.base import quote
 from .inference import Precision, predict_examples, target_matrix as data_targets
 from .labels import LabelSet
 from .metrics import Metrics, evaluate_scores
@@ -92,11 +93,10 @@ def target_matrix(
     position = {label_id: i for i, label_id in enumerate(model_labels.ids)}
     unknown = [label_id for label_id in data_labels.ids if label_id not in position]
     if unknown:
-        shown = ", ".join(map(repr, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
         raise EvaluationError(
             f"{len(unknown)} of the data set's {len(data_labels)} classes are not among the "
-            f"model's {len(model_labels)} (label ids {shown}; the model's begin with "
-            f"{model_labels.ids[0]!r})"
+            f"model's {len(model_labels)} (label ids {quote([repr(i) for i in unknown])}; the "
+            f"model's begin with {model_labels.ids[0]!r})"
         )
     columns = [position[label_id] for label_id in data_labels.ids]
     targets = np.zeros((len(examples), len(model_labels)), dtype=np.float32)

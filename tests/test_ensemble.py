@@ -53,7 +53,8 @@ def normalised_input(batch: int = 3, frames: int = 70) -> torch.Tensor:
 
 def test_converting_input_equals_computing_the_members_own_features():
     raw = torch.randn(2, 70, 32) * 3 - 5
-    member = FeatureConfig(num_mel_bins=32, target_length=48, mean=ESC50_STATS[0], std=ESC50_STATS[1])
+    member = FeatureConfig(num_mel_bins=32, target_length=48, mean=ESC50_STATS[0],
+                           std=ESC50_STATS[1])
     longer = FeatureConfig(num_mel_bins=32, target_length=80)
     given = normalize(pad_or_crop(raw, 64), FEATURES)
     torch.testing.assert_close(convert_input(given, FEATURES, member),
@@ -175,7 +176,7 @@ def test_saved_predictions_average_after_lining_up_the_clips():
 
 def test_saved_predictions_of_other_clips_labels_or_targets_are_refused():
     a = predictions([[0.2, 0.8]], [[0, 1]], ["x"])
-    with pytest.raises(EnsembleError, match=r"other clips.*1 clip\(s\) of predictions 0 missing, e.g. x; 1 clip\(s\) not in predictions 0, e.g. y"):
+    with pytest.raises(EnsembleError, match=r"other clips.*missing, e.g. x; .* not in .*, e.g. y"):
         ensemble_predictions([a, predictions([[0.2, 0.8]], [[0, 1]], ["y"])])
     with pytest.raises(EnsembleError, match="other targets"):
         ensemble_predictions([a, predictions([[0.2, 0.8]], [[1, 0]], ["x"])])

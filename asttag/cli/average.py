@@ -15,14 +15,16 @@ def average(
     sources: list[str] = typer.Argument(
         ..., help="Checkpoint files, glob patterns (quoted) or training run directories.",
         show_default=False),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the averaged checkpoint."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Where to write the averaged checkpoint."),
     from_epoch: Optional[int] = typer.Option(
         None, "--from-epoch", help="First epoch of the averaging window (inclusive)."),
     to_epoch: Optional[int] = typer.Option(
         None, "--to-epoch", help="Last epoch of the averaging window (inclusive)."),
     top: Optional[int] = typer.Option(
         None, "--top", help="Average the N checkpoints with the best --metric (after the window)."),
-    metric: str = typer.Option("mAP", "--metric", help="Stored metric --top ranks by (higher is better)."),
+    metric: str = typer.Option(
+        "mAP", "--metric", help="Stored metric --top ranks by (higher is better)."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT."),
 ) -> None:
     """Average the weights of compatible checkpoints (the paper's weight averaging).
@@ -40,10 +42,10 @@ def average(
             chosen = select_window(chosen, first=from_epoch, last=to_epoch)
         if top is not None:
             chosen = select_top(chosen, top, metric=metric)
-        console.print(f"averaging {len(chosen)} checkpoint(s):", highlight=False)
+        console.print(f"averaging {len(chosen)} checkpoint(s):", highlight=False, soft_wrap=True)
         for c in chosen:
             console.print(f"  {c.path}" + (f" (epoch {c.epoch})" if c.epoch is not None else ""),
-                          highlight=False)
+                          highlight=False, soft_wrap=True)
         result = write_average(chosen, output, force=force)
     except (AveragingError, CheckpointError) as e:
         fail(str(e))

@@ -1,11 +1,153 @@
-"""`asttag ensemble`."""
+"""`asttag ensemble create` and `asttag ensemble evaluate`."""
 
 from __future__ import annotations
 
-from .app import app, not_implemented
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import EXIT_USAGE, app, console, fail
+from .evaluate import (
+    BatchSize,
+    DataOptions,
+    DeviceOption,
+    FormatOption,
+    LayoutOption,
+    OutputFormat,
+    PerClass,
+    PrecisionOption,
+    SavePredictions,
+    SplitOption,
+    Workers,
+    load_split,
+    report,
+    user_errors,
+)
+
+ensemble_app = typer.Typer(
+    help="Ensembles: several models' probabilities averaged (the paper's Ensemble-S/-M).",
+    no_args_is_help=True,
+)
+app.add_typer(ensemble_app, name="ensemble")
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def ensemble() -> None:
-    """Ensemble several models' predictions (not implemented yet)."""
-    not_implemented("ensemble")
+@ensemble_app.command("create")
+def create(
+    models: Annotated[list[str], typer.Argument(
+        help="Checkpoints, bundles, transformers folders or model names sharing one label set.",
+        show_default=False)],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The bundle to write (.safetensors).", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT.")] = False,
+) -> None:
+    """Bundle models into one file that `asttag tag` and `asttag evaluate` use like one model.
+
+    Members may differ in size, patch strides and input length; they must share the label set
+    and the spectrogram (sample rate, mel bins). Prints `SHA256  OUTPUT` on stdout.
+    """
+    from ..averaging import sha256_file
+    from ..ensemble import Ensemble, save_bundle
+    from ..evaluation import model_identity
+    from ..hub import load_model
+
+    if output.suffix != ".safetensors":
+        fail(f"{output}: a bundle is a .safetensors file; name it so", code=EXIT_USAGE)
+    if output.exists() and not force:
+        fail(f"{output} exists; pass --force to overwrite it", code=EXIT_USAGE)
+    try:
+        ensemble = Ensemble([load_model(source) for source in models])
+        save_bundle(ensemble, output, extra={"members": [model_identity(s) for s in models]})
+    except user_errors() as e:
+        fail(str(e))
+    f = ensemble.features
+    console.print(
+        f"wrote {output}: {len(ensemble.members)} members, {len(ensemble.labels)} labels, input "
+        f"{f.target_length} frames x {f.num_mel_bins} mel bins", highlight=False, soft_wrap=True,
+    )
+    print(f"{sha256_file(output)}  {output}")
+
+
+@ensemble_app.command("evaluate")
+def evaluate(
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUTS...",
+        help="MODELS... DATA: models, then the data set; with --from-predictions, "
+        "PREDICTIONS...: files saved by "
+        "`asttag evaluate --save-predictions`.", show_default=False)],
+    from_predictions: Annotated[bool, typer.Option(
+        "--from-predictions", help="Ensemble saved predictions instead of running models.")
+    ] = False,
+    layout: LayoutOption = "auto",
+    split: SplitOption = None,
+    data_option: DataOptions = None,
+    batch_size: BatchSize = 16,
+    device: DeviceOption = "auto",
+    workers: Workers = 0,
+    precision: PrecisionOption = "fp32",
+    output_format: FormatOption = OutputFormat.auto,
+    per_class: PerClass = False,
+    save_predictions: SavePredictions = None,
+) -> None:
+    """Evaluate an ensemble and each of its members on a data set (or on saved predictions).
+
+    Each member scores each clip as it would alone; the ensemble's scores are their mean.
+    Per-class figures (--per-class) are the ensemble's.
+    """
+    from ..ensemble import ensemble_predictions
+    from ..evaluation import save_predictions as save
+
+    if from_predictions:
+        context = {"predictions": inputs}
+        members = _saved(inputs)
+    else:
+        if len(inputs) < 2:
+            fail("give one or more models and then the data set", code=EXIT_USAGE)
+        *sources, data = inputs
+        labels, split_name, examples = load_split(Path(data), layout=layout, split=split,
+                                                  options=data_option)
+        context = {"data": data, "split": split_name}
+        members = _run(sources, examples, labels, batch_size=batch_size, device=device,
+                       workers=workers, precision=precision)
+    try:
+        combined = ensemble_predictions(members)
+        rows = [(p.model.get("source", f"member {i}"), p.model, p.metrics())
+                for i, p in enumerate(members)]
+        rows.append(("ensemble", combined.model, combined.metrics()))
+        if save_predictions is not None:
+            save(combined, save_predictions)
+    except user_errors() as e:
+        fail(str(e))
+    if save_predictions is not None:
+        console.print(f"ensemble predictions saved to {save_predictions}", highlight=False,
+                      soft_wrap=True)
+    report(context, rows, output_format=output_format, per_class=per_class)
+
+
+def _saved(files: list[str]) -> list:
+    from ..evaluation import load_predictions
+
+    try:
+        return [load_predictions(f) for f in files]
+    except user_errors() as e:
+        fail(str(e))
+
+
+def _run(sources: list[str], examples, labels, **run) -> list:
+    """Each member's predictions; all members are loaded (and checked) before any runs."""
+    from ..ensemble import Ensemble
+    from ..evaluation import model_identity, predict_split
+    from ..hub import load_model
+
+    try:
+        models = [load_model(source) for source in sources]
+        Ensemble(models)  # refuses members that do not share labels and spectrogram, up front
+        predictions = []
+        for source, model in zip(sources, models):
+            console.print(f"running {source}", highlight=False, soft_wrap=True)
+            predictions.append(predict_split(model, examples, data_labels=labels,
+                                             identity=model_identity(source), **run))
+            model.to("cpu")  # one member on the device at a time
+        return predictions
+    except user_errors() as e:
+        fail(str(e))
