@@ -124,10 +124,14 @@ def select_window(
 
 
 def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[Candidate]:
-    """The `n` checkpoints with the highest stored `metric` (ties keep the earlier epoch)."""
+    """The `n` checkpoints best on a stored `metric`, in the order given on ties.
+
+    Higher is better, except for losses (a metric whose name ends in "loss").
+    """
     if n < 1:
         raise AveragingError(f"--top must be at least 1, got {n}")
-    lacking = [str(c.path) for c in candidates if metric not in c.metrics]
+    # Unvalidated epochs store None for the metrics they could not compute.
+    lacking = [str(c.path) for c in candidates if c.metrics.get(metric) is None]
     if lacking:
         stored = sorted({k for c in candidates for k in c.metrics})
         raise AveragingError(
@@ -136,7 +140,8 @@ def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[
         )
     if n > len(candidates):
         raise AveragingError(f"--top {n} asked for, but only {len(candidates)} checkpoint(s) given")
-    return sorted(candidates, key=lambda c: -float(c.metrics[metric]))[:n]
+    sign = 1.0 if metric.endswith("loss") else -1.0
+    return sorted(candidates, key=lambda c: sign * float(c.metrics[metric]))[:n]
 
 
 def compatibility_problems(reference, other) -> list[str]:

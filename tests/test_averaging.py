@@ -115,6 +115,7 @@ def test_a_window_with_a_missing_epoch_is_refused(run_dir):
 def test_top_n_ranks_by_the_stored_metric(run_dir):
     found = expand_sources([run_dir])
     assert [c.epoch for c in select_top(found, 2, metric="mAP")] == [3, 5]
+    assert [c.epoch for c in select_top(found, 3, metric="loss")] == [3, 5, 4]
     with pytest.raises(AveragingError, match="'AUC' is not stored.*metrics stored: loss, mAP"):
         select_top(found, 2, metric="AUC")
 

@@ -24,7 +24,8 @@ def average(
     top: Optional[int] = typer.Option(
         None, "--top", help="Average the N checkpoints with the best --metric (after the window)."),
     metric: str = typer.Option(
-        "mAP", "--metric", help="Stored metric --top ranks by (higher is better)."),
+        "mAP", "--metric",
+        help="Stored metric --top ranks by: higher is better, except for names ending in loss."),
     force: bool = typer.Option(False, "--force", help="Overwrite OUTPUT."),
 ) -> None:
     """Average the weights of compatible checkpoints (the paper's weight averaging).
