@@ -6,13 +6,31 @@ caller can report it and go on with the next file.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["AudioError", "AudioInfo", "info", "load", "to_mono", "resample", "check_finite"]
+__all__ = [
+    "AudioError",
+    "AudioInfo",
+    "info",
+    "load",
+    "iter_blocks",
+    "to_mono",
+    "resample",
+    "check_finite",
+    "AUDIO_SUFFIXES",
+    "find_audio",
+]
+
+# File name endings taken when a directory is given: what libsndfile decodes.
+AUDIO_SUFFIXES = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc".split()
+)
 
 
 class AudioError(Exception):
@@ -67,9 +85,18 @@ def info(path: str | Path) -> AudioInfo:
     return AudioInfo(str(path), int(meta.samplerate), int(meta.channels), int(frames))
 
 
-def check_finite(path: str | Path, samples: np.ndarray) -> None:
-    if not np.isfinite(samples).all():
-        raise AudioError(path, "audio contains NaN or infinite samples")
+def check_finite(
+    path: str | Path, samples: np.ndarray, *, offset: int = 0, sample_rate: int | None = None
+) -> None:
+    """Fail on NaN/Inf; with `sample_rate`, say where the first one is (`offset`: samples before)."""
+    finite = np.isfinite(samples)
+    if finite.all():
+        return
+    where = ""
+    if sample_rate:
+        first = int(np.argmin(finite.all(axis=1) if finite.ndim == 2 else finite))
+        where = f" (first at {(offset + first) / sample_rate:.3f} s)"
+    raise AudioError(path, f"audio contains NaN or infinite samples{where}")
 
 
 def load(path: str | Path, *, sample_rate: int | None = 16000) -> torch.Tensor:
@@ -107,3 +134,95 @@ def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     import torchaudio.functional as F
 
     return F.resample(wave, orig_rate, new_rate)
+
+
+def _resample_margin(orig_rate: int, new_rate: int, step: int) -> int:
+    """Source samples of context that make block-wise resampling equal whole-file resampling.
+
+    torchaudio's sinc kernel reaches 6 zero crossings (of the lower rate) plus one phase step on
+    each side; 64 periods is a wide margin, rounded up to whole phase steps so every block starts
+    on a sample both rates share.
+    """
+    periods = math.ceil(64 * orig_rate / min(orig_rate, new_rate)) + step
+    return math.ceil(periods / step) * step
+
+
+def iter_blocks(
+    path: str | Path, *, sample_rate: int = 16000, block_seconds: float = 60.0
+) -> Iterator[torch.Tensor]:
+    """A file as consecutive mono float32 blocks at `sample_rate`, never loaded whole.
+
+    Concatenated, the blocks equal `load(path, sample_rate=...)` (to float rounding when
+    resampling: each block is resampled with enough audio on both sides that its edges do not
+    show; at the model's rate they are bit-identical). Memory depends on `block_seconds`,
+    not on the file's length. Raises `AudioError` (possibly after some blocks were yielded) for
+    unreadable, corrupt or non-finite audio.
+    """
+    import soundfile as sf
+
+    meta = info(path)
+    rate = meta.sample_rate
+    shared = math.gcd(rate, sample_rate)
+    step = rate // shared  # source samples between instants both rates sample
+    margin = 0 if rate == sample_rate else _resample_margin(rate, sample_rate, step)
+    block = max(1, round(block_seconds * rate / step)) * step
+    buffer = torch.zeros(0)  # mono source audio from absolute sample `buffer_start` on
+    buffer_start = emitted = 0  # both stay multiples of `step`, except `emitted` at the end
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(path, _soundfile_reason(e)) from None
+    with f:
+        at_end = False
+        while not at_end:
+            try:
+                data = f.read(block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(path, f"{_soundfile_reason(e)} after {emitted / rate:.3f} s") from None
+            at_end = data.shape[0] < block
+            check_finite(path, data, offset=buffer_start + buffer.numel(), sample_rate=rate)
+            buffer = torch.cat([buffer, to_mono(torch.from_numpy(data.T.copy()))])
+            end = buffer_start + buffer.numel()
+            # Emit up to an instant both rates share that still has `margin` samples after it.
+            stop = end if at_end else (end - margin) // step * step
+            if stop > emitted:
+                left = min(margin, emitted - buffer_start)
+                out = resample(buffer[emitted - buffer_start - left :], rate, sample_rate)
+                skip = left // step * (sample_rate // shared)
+                keep = math.ceil((stop - emitted) * sample_rate / rate)
+                yield out[skip : skip + keep].clone()
+                emitted = stop
+            drop = max(0, emitted - margin - buffer_start)
+            buffer, buffer_start = buffer[drop:], buffer_start + drop
+    if emitted == 0:
+        raise AudioError(path, "no audio samples (zero length)")
+
+
+def _directory_audio(directory: Path, *, recursive: bool) -> list[Path]:
+    entries = directory.rglob("*") if recursive else directory.iterdir()
+    return sorted(p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+
+
+def find_audio(specs: list[str], *, recursive: bool = False) -> list[str]:
+    """Expand files, directories (audio files inside, sorted) and glob patterns, in order.
+
+    A name that matches nothing is kept as it is, so that tagging it reports why it failed;
+    a file listed twice is kept once.
+    """
+    import glob
+
+    found: list[str] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found.extend(str(p) for p in _directory_audio(path, recursive=recursive))
+        elif not path.exists() and glob.has_magic(spec):
+            for match in sorted(glob.glob(spec, recursive=recursive)) or [spec]:
+                match_path = Path(match)
+                if match_path.is_dir():
+                    found.extend(str(p) for p in _directory_audio(match_path, recursive=recursive))
+                else:
+                    found.append(match)
+        else:
+            found.append(spec)
+    return list(dict.fromkeys(found))

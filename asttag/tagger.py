@@ -1,0 +1,548 @@
+"""Sliding-window tagging of recordings of any length.
+
+A file is read in blocks (audio.iter_blocks), the log-mel frames of each block are computed once,
+and windows of the model's input length are cut from them in the frame domain every `hop`. A
+window holds the frames wholly inside its own audio, so tagging a long recording gives, window for
+window, what tagging each window cut out as its own file gives. Windows from many files are
+batched together; every batch has the same shape (the last one is padded), which keeps each
+window's scores independent of its neighbours in the batch, so reruns, resumed runs and sharded
+runs agree to the bit (int8 excepted: dynamic quantisation scales by the whole batch).
+
+The model is used only through `features`, `labels`, `predict`, `to` and `eval`, so anything
+offering those (an ensemble bundle) tags like a single model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio import AudioError, iter_blocks
+from .features import FeatureConfig, fbank, normalize, window_features
+
+__all__ = [
+    "Tagger",
+    "TagResult",
+    "TagFailure",
+    "Tag",
+    "Event",
+    "WindowPlan",
+    "PRECISIONS",
+    "PADS",
+    "AGGREGATES",
+]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PADS = ("zero", "repeat")
+AGGREGATES = ("max", "mean")
+DEFAULT_TOP_K = 5
+DEFAULT_EVENT_THRESHOLD = 0.5
+_MIN_FRAMES = 32
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
+
+
+@dataclass(frozen=True)
+class Tag:
+    """One label's score over a time span (the whole file for clip tags, a window for segments)."""
+
+    start: float
+    end: float
+    label: str
+    label_id: str
+    index: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """Consecutive windows over the threshold for one label, merged."""
+
+    start: float
+    end: float
+    label: str
+    label_id: str
+    index: int
+    peak: float
+    mean: float
+
+
+@dataclass
+class TagResult:
+    """What tagging one file gives: per-window scores and the tags, segments and events."""
+
+    path: str
+    duration: float
+    sample_rate: int  # the rate the model analysed the audio at (its band ends at half of it)
+    starts: np.ndarray  # (windows,) seconds
+    ends: np.ndarray  # (windows,) seconds, the last one clipped to the duration
+    scores: np.ndarray  # (windows, classes) probabilities
+    clip_scores: np.ndarray  # (classes,) aggregated over windows
+    tags: list[Tag]
+    segments: list[Tag]
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class TagFailure:
+    """A file that could not be tagged, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where windows fall, counted in frame shifts (10 ms)."""
+
+    target_length: int  # the model's input, in frames
+    window_frames: int  # frame shifts one window spans
+    hop_frames: int
+    frames_per_window: int  # analysis frames wholly inside one window's audio
+    frame_seconds: float
+
+    @classmethod
+    def build(cls, features: FeatureConfig, *, window: float | None = None,
+              hop: float | None = None) -> WindowPlan:
+        """Window and hop in seconds (default: the model's input length, no overlap)."""
+        frame_seconds = features.frame_shift_ms / 1000
+        window_frames = _frames(window, frame_seconds, "window") if window else features.target_length
+        if window_frames > features.target_length:
+            raise ValueError(
+                f"window {window} s is longer than the model's input "
+                f"({features.window_seconds:.2f} s): it would be cut"
+            )
+        frames_per_window = features.num_frames(window_frames * features.frame_shift_samples)
+        if frames_per_window < 1:
+            raise ValueError(f"window {window} s is shorter than one analysis frame")
+        hop_frames = _frames(hop, frame_seconds, "hop") if hop else window_frames
+        return cls(features.target_length, window_frames, hop_frames, frames_per_window, frame_seconds)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_frames * self.frame_seconds
+
+    @property
+    def hop_seconds(self) -> float:
+        return self.hop_frames * self.frame_seconds
+
+    def count(self, total_frames: int) -> int:
+        """Windows needed so that the last one reaches the last frame."""
+        return 1 + math.ceil(max(0, total_frames - self.frames_per_window) / self.hop_frames)
+
+    def spans(self, count: int, duration: float) -> tuple[np.ndarray, np.ndarray]:
+        starts = np.arange(count) * self.hop_seconds
+        return starts, np.minimum(starts + self.window_seconds, duration)
+
+
+def _frames(seconds: float, frame_seconds: float, what: str) -> int:
+    frames = seconds / frame_seconds
+    if seconds <= 0 or abs(frames - round(frames)) > 1e-6:
+        raise ValueError(f"{what} {seconds} s must be a positive multiple of {frame_seconds * 1000:g} ms")
+    return round(frames)
+
+
+class _WindowCutter:
+    """One file's audio blocks in, model inputs out; each frame computed once."""
+
+    def __init__(self, plan: WindowPlan, features: FeatureConfig, *, pad: str) -> None:
+        self.plan, self.features, self.pad = plan, features, pad
+        self._carry = torch.zeros(0)  # audio after the last whole frame
+        self._frames = torch.zeros(0, features.num_mel_bins)  # from absolute frame `_first` on
+        self._first = 0
+        self.emitted = 0  # windows cut so far
+
+    @property
+    def total_frames(self) -> int:
+        return self._first + self._frames.shape[0]
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        """Windows whose frames are all here, (k, target_length, mel bins)."""
+        audio = torch.cat([self._carry, block])
+        count = self.features.num_frames(audio.numel())
+        if count:
+            self._frames = torch.cat([self._frames, self._fbank(audio, count)])
+            audio = audio[count * self.features.frame_shift_samples :]
+        self._carry = audio
+        return self._cut(final=False)
+
+    def _fbank(self, audio: torch.Tensor, count: int) -> torch.Tensor:
+        # torch's small-matrix kernels round differently below a dozen or so rows: computing at
+        # least _MIN_FRAMES frames per call (zeros after the audio, their frames dropped) keeps
+        # each frame's value independent of where a block or a file happens to end.
+        f = self.features
+        least = f.frame_length_samples + (_MIN_FRAMES - 1) * f.frame_shift_samples
+        if audio.numel() < least:
+            audio = torch.cat([audio, audio.new_zeros(least - audio.numel())])
+        return fbank(audio, self.features)[:count]
+
+    def finish(self) -> torch.Tensor:
+        """The remaining windows, the last one padded."""
+        return self._cut(final=True)
+
+    def _cut(self, *, final: bool) -> torch.Tensor:
+        plan, total = self.plan, self.total_frames
+        last = plan.count(total) if final else None
+        starts = []
+        while True:
+            start = self.emitted * plan.hop_frames
+            if (last is not None and self.emitted >= last) or (
+                last is None and start + plan.frames_per_window > total
+            ):
+                break
+            starts.append(start)
+            self.emitted += 1
+        windows = self._assemble(starts, total)
+        drop = min(self.emitted * plan.hop_frames, total) - self._first
+        self._frames, self._first = self._frames[drop:], self._first + drop
+        return windows
+
+    def _assemble(self, starts: list[int], total: int) -> torch.Tensor:
+        full = self.plan.frames_per_window
+        offsets = [s - self._first for s in starts]
+        lengths = [min(full, total - s) for s in starts]
+        out = window_features(self._frames, offsets, lengths, self.features)
+        if self.pad == "repeat":
+            for i, (offset, length) in enumerate(zip(offsets, lengths)):
+                if length < full:  # a short clip or the last partial window: tile its frames
+                    frames = self._frames[offset : offset + length]
+                    tiled = frames.repeat(math.ceil(self.plan.target_length / length), 1)
+                    out[i] = normalize(tiled[: self.plan.target_length], self.features)
+        return out
+
+
+# Messages from the producer of windows (the main process or DataLoader workers) to the scorer.
+@dataclass
+class _Windows:
+    order: int
+    windows: torch.Tensor
+    ends: list[float]  # seconds of audio each window reaches, for progress
+
+
+@dataclass
+class _Done:
+    order: int
+    count: int
+    duration: float
+
+
+@dataclass
+class _Failed:
+    order: int
+    reason: str
+
+
+@dataclass
+class _Windowing(torch.utils.data.IterableDataset):
+    """Decode and cut windows for a list of files; DataLoader workers take every n-th file."""
+
+    paths: list[str]
+    plan: WindowPlan
+    features: FeatureConfig
+    pad: str
+    block_seconds: float
+
+    def __iter__(self) -> Iterator[_Windows | _Done | _Failed]:
+        worker = torch.utils.data.get_worker_info()
+        first, step = (worker.id, worker.num_workers) if worker else (0, 1)
+        for order in range(first, len(self.paths), step):
+            yield from self._file(order, self.paths[order])
+
+    def _file(self, order: int, path: str) -> Iterator[_Windows | _Done | _Failed]:
+        rate = self.features.sample_rate
+        cutter = _WindowCutter(self.plan, self.features, pad=self.pad)
+        samples = 0
+        try:
+            for block in iter_blocks(path, sample_rate=rate, block_seconds=self.block_seconds):
+                samples += block.numel()
+                yield from self._emit(order, cutter, cutter.push(block), samples / rate)
+            if cutter.total_frames == 0:
+                raise AudioError(path, f"too short: {samples / rate * 1000:.1f} ms of audio, less "
+                                       f"than one {self.features.frame_length_ms:g} ms analysis frame")
+            yield from self._emit(order, cutter, cutter.finish(), samples / rate)
+        except AudioError as e:
+            yield _Failed(order, e.reason)
+            return
+        yield _Done(order, cutter.emitted, samples / rate)
+
+    def _emit(self, order: int, cutter: _WindowCutter, windows: torch.Tensor,
+              decoded: float) -> Iterator[_Windows]:
+        if len(windows):
+            first = cutter.emitted - len(windows)
+            ends = [min((first + i) * self.plan.hop_seconds + self.plan.window_seconds, decoded)
+                    for i in range(len(windows))]
+            yield _Windows(order, windows, ends)
+
+
+def _single_thread_worker(_: int) -> None:
+    # Workers decode and compute features; the model's threads belong to the main process.
+    torch.set_num_threads(1)
+
+
+@dataclass
+class _Pending:
+    """A file whose windows are on their way through the model."""
+
+    path: str
+    scores: list[np.ndarray] = field(default_factory=list)
+    count: int | None = None
+    duration: float = 0.0
+    reported: float = 0.0  # seconds of audio already reported to the progress callback
+
+
+class Tagger:
+    """Tag files with a model: sliding windows, batching, aggregation, segments and events.
+
+    The model is moved to `device` and `precision` (int8: dynamic quantisation of the linear
+    layers, CPU only). `window` and `hop` are in seconds, multiples of 10 ms; the window defaults
+    to the model's input length, the hop to the window. `pad` fills the last partial window and
+    clips shorter than a window: "zero" (as the models were trained) or "repeat" (tile the
+    audio's frames). Clip tags aggregate window scores by `aggregate` (default: max for
+    multi-label models, mean for single-label ones), keep `labels` only (names, ids or indices),
+    those at or over `threshold`, and the `top_k` best (default 5 without a threshold, all over
+    it with one). Events use `threshold` (default 0.5). `workers` > 0 decodes and computes
+    features in that many processes while the model runs.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        batch_size: int = 8,
+        window: float | None = None,
+        hop: float | None = None,
+        pad: str = "zero",
+        aggregate: str | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        labels: Iterable[str | int] | None = None,
+        workers: int = 0,
+        block_seconds: float = 60.0,
+    ) -> None:
+        from .device import resolve_device
+
+        _check_choice("precision", precision, PRECISIONS)
+        _check_choice("pad", pad, PADS)
+        if aggregate is not None:
+            _check_choice("aggregate", aggregate, AGGREGATES)
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, got {workers}")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ValueError(f"threshold {threshold} is not between 0 and 1")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top k must be at least 1, got {top_k}")
+        self.features: FeatureConfig = model.features
+        self.label_set = model.labels
+        self.plan = WindowPlan.build(self.features, window=window, hop=hop)
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = precision
+        self.model = _prepare(model, device=self.device, precision=precision)
+        self.batch_size = batch_size
+        self.pad = pad
+        self.aggregate = aggregate or ("max" if self.label_set.multi_label else "mean")
+        self.threshold = threshold
+        self.top_k = top_k if top_k is not None else (None if threshold is not None else DEFAULT_TOP_K)
+        self.event_threshold = DEFAULT_EVENT_THRESHOLD if threshold is None else threshold
+        self.label_indices = _resolve_labels(self.label_set, labels)
+        self.workers = workers
+        self.block_seconds = block_seconds
+
+    def options(self) -> dict:
+        """The settings that change results (what a resume journal must match)."""
+        return {
+            "window_frames": self.plan.window_frames,
+            "hop_frames": self.plan.hop_frames,
+            "pad": self.pad,
+            "aggregate": self.aggregate,
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+            "labels": self.label_indices.tolist(),
+            "precision": self.precision,
+            # Batch shape and device choose the kernels, which round differently.
+            "batch_size": self.batch_size,
+            "device": self.device.type,
+        }
+
+    def tag(self, path: str | Path) -> TagResult:
+        """Tag one file; raises `AudioError` when it cannot be used."""
+        (result,) = self.tag_many([path])
+        if isinstance(result, TagFailure):
+            raise AudioError(result.path, result.reason)
+        return result
+
+    def tag_many(
+        self, paths: Iterable[str | Path], *, progress: Callable[[float], None] | None = None
+    ) -> Iterator[TagResult | TagFailure]:
+        """Tag files, yielding one result or failure per file, in the order given.
+
+        `progress` is called with the seconds of audio each step has newly covered.
+        """
+        paths = [str(p) for p in paths]
+        pending: dict[int, _Pending] = {}
+        rows: list[tuple[int, torch.Tensor, float]] = []  # (file order, window, its end time)
+        finished: dict[int, TagResult | TagFailure] = {}
+        next_out = 0
+
+        def score(batch: list[tuple[int, torch.Tensor, float]]) -> None:
+            probabilities = self._predict(torch.stack([window for _, window, _ in batch]))
+            for (order, _, end), p in zip(batch, probabilities):
+                state = pending[order]
+                state.scores.append(p)
+                if progress and end > state.reported:
+                    progress(end - state.reported)
+                    state.reported = end
+            for order in {order for order, _, _ in batch}:
+                self._complete(order, pending, finished, progress)
+
+        for item in self._items(paths):
+            state = pending.setdefault(item.order, _Pending(paths[item.order]))
+            if isinstance(item, _Windows):
+                rows.extend((item.order, w, end) for w, end in zip(item.windows, item.ends))
+                while len(rows) >= self.batch_size:
+                    score(rows[: self.batch_size])
+                    del rows[: self.batch_size]
+            elif isinstance(item, _Done):
+                state.count, state.duration = item.count, item.duration
+                self._complete(item.order, pending, finished, progress)
+            else:
+                rows = [row for row in rows if row[0] != item.order]
+                del pending[item.order]
+                finished[item.order] = TagFailure(state.path, item.reason)
+            while next_out in finished:
+                yield finished.pop(next_out)
+                next_out += 1
+        if rows:
+            score(rows)
+        while next_out in finished:
+            yield finished.pop(next_out)
+            next_out += 1
+
+    def _items(self, paths: list[str]) -> Iterator[_Windows | _Done | _Failed]:
+        dataset = _Windowing(paths, self.plan, self.features, self.pad, self.block_seconds)
+        if self.workers == 0 or len(paths) < 2:
+            return iter(dataset)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=None, num_workers=min(self.workers, len(paths)),
+            worker_init_fn=_single_thread_worker,
+        )
+        return iter(loader)
+
+    def _predict(self, windows: torch.Tensor) -> list[np.ndarray]:
+        n = windows.shape[0]
+        if n < self.batch_size:  # same shape every time: see the module's docstring
+            windows = torch.cat([windows, windows.new_zeros(self.batch_size - n, *windows.shape[1:])])
+        with torch.inference_mode():
+            x = windows.to(self.device, _DTYPES[self.precision])
+            p = self.model.predict(x).float().cpu().numpy()
+        return list(p[:n])
+
+    def _complete(self, order: int, pending: dict[int, _Pending],
+                  finished: dict[int, TagResult | TagFailure],
+                  progress: Callable[[float], None] | None) -> None:
+        state = pending.get(order)
+        if state is None or state.count is None or len(state.scores) < state.count:
+            return
+        del pending[order]
+        if progress and state.duration > state.reported:
+            progress(state.duration - state.reported)
+        finished[order] = self._result(state.path, state.duration, np.stack(state.scores))
+
+    def _result(self, path: str, duration: float, scores: np.ndarray) -> TagResult:
+        starts, ends = self.plan.spans(len(scores), duration)
+        clip = scores.max(axis=0) if self.aggregate == "max" else scores.mean(axis=0)
+        segments = [
+            tag for i in range(len(scores))
+            for tag in self._select(scores[i], start=float(starts[i]), end=float(ends[i]))
+        ]
+        return TagResult(
+            path=path, duration=duration, sample_rate=self.features.sample_rate,
+            starts=starts, ends=ends, scores=scores,
+            clip_scores=clip, tags=self._select(clip, start=0.0, end=duration),
+            segments=segments, events=self._events(scores, starts, ends),
+        )
+
+    def _select(self, scores: np.ndarray, *, start: float, end: float) -> list[Tag]:
+        candidates = self.label_indices
+        values = scores[candidates]
+        if self.threshold is not None:
+            keep = values >= self.threshold
+            candidates, values = candidates[keep], values[keep]
+        order = np.argsort(-values, kind="stable")[: self.top_k]
+        names, ids = self.label_set.names, self.label_set.ids
+        return [
+            Tag(start, end, names[c], ids[c], int(c), float(v))
+            for c, v in zip(candidates[order], values[order])
+        ]
+
+    def _events(self, scores: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[Event]:
+        events = []
+        for index in self.label_indices:
+            over = scores[:, index] >= self.event_threshold
+            i = 0
+            while i < len(over):
+                if not over[i]:
+                    i += 1
+                    continue
+                j = i
+                # Merge while the next window is over too and touches this one (hop <= window).
+                while j + 1 < len(over) and over[j + 1] and starts[j + 1] <= ends[j]:
+                    j += 1
+                run = scores[i : j + 1, index]
+                events.append(Event(
+                    float(starts[i]), float(ends[j]), self.label_set.names[index],
+                    self.label_set.ids[index], int(index), float(run.max()), float(run.mean()),
+                ))
+                i = j + 1
+        return sorted(events, key=lambda e: (e.start, e.end, e.index))
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}: choose from {', '.join(choices)}")
+
+
+def _resolve_labels(label_set: Any, labels: Iterable[str | int] | None) -> np.ndarray:
+    if labels is None:
+        return np.arange(len(label_set))
+    indices = []
+    for key in labels:
+        try:
+            indices.append(label_set.index(key))
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+    if not indices:
+        raise ValueError("the label filter is empty")
+    return np.array(sorted(set(indices)))
+
+
+def _prepare(model: Any, *, device: torch.device, precision: str) -> Any:
+    """The model on `device` in `precision`, in eval mode."""
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ValueError(f"int8 (dynamic quantisation) runs on the CPU only, not on {device}")
+        from torch import nn
+
+        with warnings.catch_warnings():
+            # torch marks eager quantisation deprecated in favour of torchao; it still works and
+            # needs no extra dependency.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.ao.quantization.quantize_dynamic(
+                model.to("cpu").eval(), {nn.Linear}, dtype=torch.qint8
+            )
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 needs a CUDA device; on the CPU use bf16")
+    return model.to(device=device, dtype=_DTYPES[precision]).eval()
