@@ -127,3 +127,15 @@ def test_ensemble_create_refuses_members_with_other_labels(files, tmp_path):
     assert result.exit_code == 1
     assert "member 1 does not fit member 0" in result.stderr and "label ids differ" in result.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_bundles_members_count_one_by_one_in_ensemble_evaluate(files, tmp_path):
+    bundle = tmp_path / "ab.safetensors"
+    ok("ensemble", "create", files["a"], files["b"], "-o", bundle)
+    nested = results(ok("ensemble", "evaluate", bundle, files["a"], files["data"],
+                        "-f", "json").stdout)
+    flat = results(ok("ensemble", "evaluate", files["a"], files["b"], files["a"], files["data"],
+                      "-f", "json").stdout)
+    assert list(nested) == [f"{bundle} member 0", f"{bundle} member 1", str(files["a"]),
+                            "ensemble"]
+    assert nested["ensemble"] == flat["ensemble"]

@@ -111,8 +111,7 @@ def evaluate(
                        workers=workers, precision=precision)
     try:
         combined = ensemble_predictions(members)
-        rows = [(p.model.get("source", f"member {i}"), p.model, p.metrics())
-                for i, p in enumerate(members)]
+        rows = [(_name(p.model, i), p.model, p.metrics()) for i, p in enumerate(members)]
         rows.append(("ensemble", combined.model, combined.metrics()))
         if save_predictions is not None:
             save(combined, save_predictions)
@@ -133,20 +132,36 @@ def _saved(files: list[str]) -> list:
         fail(str(e))
 
 
+def _name(identity: dict, index: int) -> str:
+    if "source" not in identity:  # saved predictions of an ensemble
+        return f"member {index}"
+    member = identity.get("member")
+    return identity["source"] + (f" member {member}" if member is not None else "")
+
+
 def _run(sources: list[str], examples, labels, **run) -> list:
-    """Each member's predictions; all members are loaded (and checked) before any runs."""
+    """Each member's predictions; all members are loaded (and checked) before any runs.
+
+    A bundle's members run one by one and weigh one each, as `ensemble create` counts them.
+    """
     from ..ensemble import Ensemble
     from ..evaluation import model_identity, predict_split
     from ..hub import load_model
 
     try:
-        models = [load_model(source) for source in sources]
-        Ensemble(models)  # refuses members that do not share labels and spectrogram, up front
+        members = []
+        for source in sources:
+            model, identity = load_model(source), model_identity(source)
+            if isinstance(model, Ensemble):
+                members += [({**identity, "member": i}, m) for i, m in enumerate(model.members)]
+            else:
+                members.append((identity, model))
+        Ensemble([m for _, m in members])  # refuses members that do not fit, before any runs
         predictions = []
-        for source, model in zip(sources, models):
-            console.print(f"running {source}", highlight=False, soft_wrap=True)
+        for i, (identity, model) in enumerate(members):
+            console.print(f"running {_name(identity, i)}", highlight=False, soft_wrap=True)
             predictions.append(predict_split(model, examples, data_labels=labels,
-                                             identity=model_identity(source), **run))
+                                             identity=identity, **run))
             model.to("cpu")  # one member on the device at a time
         return predictions
     except user_errors() as e:
