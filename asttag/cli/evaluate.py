@@ -151,6 +151,8 @@ def load_split(data: Path, *, layout: str, split: str | None, options: list[str]
     try:
         splits = load_dataset(name, data, **parse_data_options(options))
         split_name, examples = choose_split(splits, split)
+    except TypeError as e:  # the readers take typed options; a --data-option of the wrong kind
+        fail(f"{name}: a --data-option of the wrong type ({e})", code=EXIT_USAGE)
     except user_errors() as e:
         fail(str(e))
     for note in splits.notes:
@@ -194,10 +196,10 @@ def _note_excluded(metrics) -> None:
 
 def _print_tables(rows, *, per_class: bool) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     out = Console()
-    table = Table("model", "clips", "mAP", "mean AUC", "d-prime", "accuracy", "classes scored")
+    table = Table(Column("model", overflow="fold"), "clips", "mAP", "mean AUC", "d-prime", "accuracy", "classes scored")
     for name, _, m in rows:
         table.add_row(name, str(m.n_examples), _fmt(m.mAP), _fmt(m.mean_auc), _fmt(m.d_prime),
                       _fmt(m.accuracy), f"{m.n_classes - len(m.excluded)} of {m.n_classes}")
