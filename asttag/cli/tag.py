@@ -1,11 +1,410 @@
-"""`asttag tag`: tag recordings of any length."""
+"""`asttag tag`: tag recordings of any length.
+
+Parses and validates options, expands inputs, picks where results go (stdout as they come, one
+file assembled from a resume journal, or one file per input) and shows progress on stderr. The
+tagging itself is `asttag.tagger.Tagger`.
+"""
 
 from __future__ import annotations
 
-from .app import app, not_implemented
+import contextlib
+import os
+import shutil
+import sys
+import time
+from datetime import timedelta
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+import typer
+from rich.markup import escape
+
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, fail
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..tagger import TagFailure, Tagger, TagResult
+    from ..writers import Writer
 
 
-@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def tag() -> None:
-    """Tag audio files with a model (not implemented yet)."""
-    not_implemented("tag")
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    tsv = "tsv"
+    json = "json"
+    jsonl = "jsonl"
+    audacity = "audacity"
+    raven = "raven"
+
+
+class Pad(str, Enum):
+    zero = "zero"
+    repeat = "repeat"
+
+
+class Aggregate(str, Enum):
+    max = "max"
+    mean = "mean"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
+_DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+
+
+def _usage(message: str) -> None:
+    fail(message, code=EXIT_USAGE)
+
+
+def _default_format(output: str | None, output_dir: Path | None) -> str:
+    if output and output != "-":
+        return _FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "csv")
+    if output is None and output_dir is None and sys.stdout.isatty():
+        return "table"
+    return "csv"  # a pipe or a file: something a program can read
+
+
+def _read_inputs(specs: list[str], *, recursive: bool) -> list[str]:
+    from ..audio import find_audio
+
+    expanded: list[str] = []
+    for spec in specs:
+        if spec == "-":  # `find . -name '*.flac' | asttag tag -`
+            expanded.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+        else:
+            expanded.append(spec)
+    return find_audio(expanded, recursive=recursive)
+
+
+def _label_keys(values: list[str], label_set) -> list[str]:
+    """Each value is a label (names may hold commas) or a comma-separated list of labels."""
+    keys: list[str] = []
+    for value in values:
+        try:
+            label_set.index(value)
+            keys.append(value)
+        except KeyError:
+            keys.extend(part.strip() for part in value.split(",") if part.strip())
+    return keys
+
+
+def _model_fingerprint(source: str) -> str:
+    from ..journal import input_key
+
+    return input_key(source) if Path(source).exists() else source
+
+
+class _Progress:
+    """Files done, audio hours done and speed on stderr; paused while stdout gets data."""
+
+    def __init__(self, *, total: int, enabled: bool) -> None:
+        self.files = 0
+        self.failed = 0
+        self.seconds = 0.0
+        self.started = time.perf_counter()
+        self._bar: Progress | None = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+            from rich.progress import TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                TextColumn("{task.fields[audio]}"), TextColumn("{task.fields[speed]}"),
+                TimeElapsedColumn(), console=console, transient=True,
+                redirect_stdout=False, redirect_stderr=False,
+            )
+            self._task = self._bar.add_task("tagging", total=total, audio="", speed="")
+            self._bar.start()
+
+    def set_total(self, total: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
+    @property
+    def speed(self) -> float:
+        return self.seconds / max(time.perf_counter() - self.started, 1e-9)
+
+    def audio(self, seconds: float) -> None:
+        self.seconds += seconds
+        self._refresh()
+
+    def file_done(self, *, failed: bool) -> None:
+        self.files += 1
+        self.failed += failed
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.files, audio=f"{self.seconds / 3600:.2f} h audio",
+                             speed=f"{self.speed:.1f}x real time")
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Lift the live display while data goes to a terminal's stdout, then draw it again."""
+        if self._bar is None or not sys.stdout.isatty():
+            yield
+            return
+        self._bar.stop()
+        try:
+            yield
+        finally:
+            self._bar.start()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def summary(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        text = (f"tagged {self.files - self.failed} file(s), {self.seconds / 3600:.3f} h of audio, "
+                f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
+        return text + (f"; {self.failed} failed" if self.failed else "")
+
+
+def _report_failure(failure: TagFailure) -> None:
+    console.print(f"[bold red]error:[/] {escape(failure.path)}: {escape(failure.reason)}",
+                  highlight=False, soft_wrap=True)
+
+
+def _tag_all(tagger: Tagger, paths: list[str], progress: _Progress,
+             write: Callable[[TagResult], None]) -> list[TagFailure]:
+    """Tag `paths`, pass each result to `write`, report failures as they come; return them."""
+    from ..tagger import TagFailure
+
+    failures = []
+    for outcome in tagger.tag_many(paths, progress=progress.audio):
+        failed = isinstance(outcome, TagFailure)
+        progress.file_done(failed=failed)
+        if failed:
+            failures.append(outcome)
+            _report_failure(outcome)
+        else:
+            write(outcome)
+    return failures
+
+
+def _to_stdout(tagger: Tagger, paths: list[str], writer: Writer, progress: _Progress) -> list:
+    from ..writers import StreamOutput
+
+    with progress.paused():
+        out = StreamOutput(sys.stdout, writer)
+
+    def write(result: TagResult) -> None:
+        with progress.paused():
+            out.write(result)
+
+    failures = _tag_all(tagger, paths, progress, write)
+    with progress.paused():
+        out.close()
+    return failures
+
+
+def _to_directory(tagger: Tagger, paths: list[str], shard: list[str], writer: Writer,
+                  directory: Path, *, skip_existing: bool, progress: _Progress) -> list:
+    from ..writers import output_path, write_file
+
+    # The root comes from every rank's inputs, so all ranks map files to the same places.
+    root = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
+    targets = {p: output_path(p, root=root, directory=directory, writer=writer) for p in paths}
+    seen: dict[Path, str] = {}
+    for source, target in targets.items():
+        if target in seen:
+            _usage(f"{seen[target]} and {source} would both write {target}: rename one, or tag "
+                   "them in separate runs")
+        seen[target] = source
+    todo = [p for p in shard if not (skip_existing and targets[p].exists())]
+    if len(todo) < len(shard):
+        console.print(f"skipping {len(shard) - len(todo)} input(s) whose output exists",
+                      highlight=False)
+        progress.set_total(len(todo))
+    return _tag_all(tagger, todo, progress,
+                    lambda result: write_file(targets[result.path], writer, [result]))
+
+
+def _to_file(tagger: Tagger, paths: list[str], shard: list[str], writer: Writer, output: Path,
+             *, run: str, rank: int, world: int, progress: _Progress) -> list:
+    from ..journal import Journal, input_key
+
+    keys = {p: input_key(p) for p in paths}
+    journal = Journal(output, run=run, rank=rank, world=world)
+    status = journal.start()
+    for stale in status.stale:
+        console.print(f"ignoring {stale}: written with other options", highlight=False)
+    todo = [p for p in shard if not journal.done(keys[p])]
+    if status.done:
+        console.print(f"resuming from {journal.path}: {len(shard) - len(todo)} of {len(shard)} "
+                      "file(s) already done", highlight=False)
+    progress.set_total(len(todo))
+    try:
+        failures = _tag_all(tagger, todo, progress,
+                            lambda result: journal.record(keys[result.path], result.path,
+                                                          writer.chunk(result)))
+    finally:
+        journal.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank's journal is complete
+    if rank == 0:
+        journal.assemble([keys[p] for p in paths], writer)
+        journal.remove()
+    return failures
+
+
+def _write_errors_log(path: Path, failures: list) -> None:
+    from ..atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{f.path}\t{f.reason}\n" for f in failures))
+
+
+def _rank_suffixed(path: Path, rank: int, world: int) -> Path:
+    return path if world == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+@app.command()
+def tag(
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...",
+        help="Audio files, directories, glob patterns, or - to read paths from stdin."),
+    model: str = typer.Option(
+        "default", "--model", "-m",
+        help="A name from `asttag models list`, an asttag checkpoint, an official .pth file or a "
+             "transformers directory."),
+    fmt: Optional[Format] = typer.Option(
+        None, "--format", "-f",
+        help="Output format [default: table on a terminal, else csv; with -o, from its suffix]."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", help="One output file for all inputs, resumable; - is stdout."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="One output file per input, mirroring the input folders."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="With --output-dir: leave inputs whose output exists."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
+    top: Optional[int] = typer.Option(
+        None, "--top", "-k", min=1,
+        help="Keep the K best labels [default: 5, or all over --threshold when one is given]."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", "-t", min=0.0, max=1.0,
+        help="Keep labels scoring at least this; also the event threshold [events: 0.5]."),
+    labels: Optional[list[str]] = typer.Option(
+        None, "--labels", "-l", help="Only these labels (names, ids or indices; comma-separated "
+                                     "or repeated)."),
+    segments: bool = typer.Option(False, "--segments", help="One row per window and label."),
+    events: bool = typer.Option(
+        False, "--events", help="Consecutive windows over the threshold merged into events."),
+    aggregate: Optional[Aggregate] = typer.Option(
+        None, "--aggregate",
+        help="How clip tags combine windows [default: max for multi-label models, else mean]."),
+    window: Optional[float] = typer.Option(
+        None, "--window", help="Window length in seconds [default: the model's input length]."),
+    hop: Optional[float] = typer.Option(
+        None, "--hop", help="Seconds between window starts [default: the window length]."),
+    pad: Pad = typer.Option(
+        Pad.zero, "--pad", help="Fill short clips and the last window with zeros or by repeating."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: Precision = typer.Option(
+        Precision.fp32, "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Windows per forward pass [default: 8 CPU, 32 CUDA]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
+    workers: int = typer.Option(
+        0, "--workers", "-j", min=0,
+        help="Processes decoding and computing features while the model runs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    errors_log: Optional[Path] = typer.Option(
+        None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
+) -> None:
+    """Tag audio files of any length: clip tags, per-window segments or merged events."""
+    if output is not None and output_dir is not None:
+        _usage("give -o/--output or --output-dir, not both")
+    if segments and events:
+        _usage("give --segments or --events, not both")
+    if skip_existing and output_dir is None:
+        _usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and (output is None or output == "-") and output_dir is None:
+        _usage("under torchrun, write to -o FILE (merged by rank 0) or --output-dir")
+    format_name = fmt.value if fmt else _default_format(output, output_dir)
+    mode = "events" if events else "segments" if segments else "tags"
+
+    paths = _read_inputs(inputs, recursive=recursive)
+    if not paths:
+        _usage("no audio files found in the inputs given")
+    from ..writers import make_writer
+
+    writer = make_writer(format_name, mode=mode, color=sys.stdout.isatty(),
+                         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 120)
+    if writer.per_recording and len(paths) > 1 and output_dir is None:
+        _usage(f"{format_name} output describes one recording: with several inputs use --output-dir")
+
+    import torch
+
+    from .. import __version__
+    from ..checkpoint import CheckpointError
+    from ..hub import HubError, load_model
+    from ..journal import run_key
+    from ..tagger import Tagger
+
+    from ..device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
+    try:
+        target = resolve_device(device)
+    except ValueError as e:
+        _usage(str(e))
+    try:
+        net = load_model(model, device="cpu")
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
+    try:
+        tagger = Tagger(
+            net, device=target, precision=precision.value,
+            batch_size=batch_size or _DEFAULT_BATCH[target.type], window=window, hop=hop,
+            pad=pad.value, aggregate=aggregate.value if aggregate else None, top_k=top,
+            threshold=threshold, labels=_label_keys(labels, net.labels) if labels else None,
+            workers=workers,
+        )
+    except ValueError as e:
+        _usage(str(e))
+    if world > 1 and output_dir is None:
+        import torch.distributed as dist
+
+        # Ranks wait for each other only at the end, before rank 0 merges: allow long runs.
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+    shard = paths[rank::world]
+    # A live bar only where someone watches it; one per job, not one per rank.
+    progress = _Progress(total=len(shard), enabled=not quiet and rank == 0 and console.is_terminal)
+    try:
+        if output_dir is not None:
+            failures = _to_directory(tagger, paths, shard, writer, output_dir,
+                                     skip_existing=skip_existing, progress=progress)
+        elif output is not None and output != "-":
+            run = run_key({**tagger.options(), "model": _model_fingerprint(model),
+                           "format": format_name, "mode": mode, "version": __version__})
+            failures = _to_file(tagger, paths, shard, writer, Path(output), run=run, rank=rank,
+                                world=world, progress=progress)
+        else:
+            failures = _to_stdout(tagger, shard, writer, progress)
+    finally:
+        progress.close()
+        if world > 1 and output_dir is None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if errors_log is not None:
+        _write_errors_log(_rank_suffixed(errors_log, rank, world), failures)
+    if not quiet:
+        prefix = f"rank {rank}: " if world > 1 else ""
+        console.print(prefix + progress.summary(), highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)

@@ -1,0 +1,205 @@
+"""`asttag tag` end to end: in-process (CliRunner) and as real processes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asttag import checkpoint
+from asttag.cli import app
+from test_tagger import bad_inputs, tiny_model, write_wave
+
+FORMATS = ("csv", "tsv", "json", "jsonl")
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return checkpoint.save(tiny_model(), tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture
+def recordings(tmp_path) -> list[Path]:
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    return [write_wave(folder / f"rec{i}.wav", seconds, seed=i)
+            for i, seconds in enumerate((3.5, 0.4, 2.0))]
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()  # --threads sets torch's process-wide value
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(model: Path, *args, stdin: str | None = None):
+    runner = CliRunner()
+    return runner.invoke(app, ["tag", "-m", str(model), "--threads", "1", *map(str, args)],
+                         input=stdin)
+
+
+def parse(text: str, fmt: str) -> list[dict]:
+    """Rows of any machine format, as dicts with the file name."""
+    if fmt in ("csv", "tsv"):
+        return list(csv.DictReader(io.StringIO(text), delimiter="," if fmt == "csv" else "\t"))
+    docs = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+    return [{"file": d["file"], **row} for d in docs for row in d["tags"]]
+
+
+def run_cli(model: Path, *args, **kwargs) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "asttag", "tag", "-m", str(model), "--threads", "1",
+               *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_stdout_holds_only_data_that_parses_back(model_path, recordings, fmt):
+    result = invoke(model_path, *recordings, "-f", fmt, "--top", "2")
+    assert result.exit_code == 0, result.stderr
+    rows = parse(result.stdout, fmt)
+    assert [Path(r["file"]).name for r in rows] == ["rec0.wav"] * 2 + ["rec1.wav"] * 2 + ["rec2.wav"] * 2
+    assert {r["label"] for r in rows} <= {"Speech", "Inside, small room", "Music", "Dog"}
+    assert "tagged 3 file(s)" in result.stderr and "tagged" not in result.stdout
+
+
+def test_real_process_pipes_csv_by_default_and_logs_on_stderr(model_path, recordings):
+    proc = run_cli(model_path, *recordings, "--segments")
+    assert proc.returncode == 0, proc.stderr
+    rows = parse(proc.stdout, "csv")
+    assert len(rows) == (4 + 1 + 2) * 4  # windows x labels (the top 5 of 4 labels)
+    starts = [float(r["start"]) for r in rows if r["file"].endswith("rec0.wav")]
+    assert starts == sorted(starts) and starts[-1] == 3.0
+    assert proc.stderr.startswith("tagged 3 file(s)") and "\x1b" not in proc.stdout
+    quiet = run_cli(model_path, *recordings, "-f", "jsonl", "-q")
+    assert len(parse(quiet.stdout, "jsonl")) == 12 and quiet.stderr == ""
+
+
+def test_every_kind_of_bad_input_is_reported_and_the_rest_is_complete(model_path, recordings,
+                                                                      tmp_path):
+    bad = bad_inputs(tmp_path)
+    good = invoke(model_path, *recordings)
+    log = tmp_path / "errors.tsv"
+    mixed = [recordings[0], *(path for path, _ in bad.values()), *recordings[1:]]
+    proc = invoke(model_path, *mixed, "--errors-log", log)
+    assert proc.exit_code == 1
+    assert proc.stdout == good.stdout  # the good files' results, complete and in order
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == len(bad)
+    for (path, reason), line in zip(bad.values(), lines):
+        assert str(path) in line and reason in line
+    logged = [line.split("\t") for line in log.read_text().splitlines()]
+    assert [(Path(p), reason_text) for p, reason_text in logged] == [
+        (path, next(line for line in lines if str(path) in line).split(f"{path}: ")[1])
+        for path, _ in bad.values()
+    ]
+    assert "3 failed" not in proc.stderr and f"{len(bad)} failed" in proc.stderr
+
+
+def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(model_path, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        write_wave(folder / f"f{i:02d}.wav", 10, seed=i)
+    full = tmp_path / "full.csv"
+    assert invoke(model_path, folder, "-o", full, "-b", "4").exit_code == 0
+
+    out = tmp_path / "out.csv"
+    journal = tmp_path / "out.csv.asttag-journal"
+    command = [sys.executable, "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
+               str(folder), "-o", str(out), "-b", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + 2 files
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not out.exists()
+    done = journal.read_bytes().count(b"\n") - 1
+    assert 2 <= done < 40
+
+    resumed = run_cli(model_path, folder, "-o", out, "-b", "4")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{done} of 40 file(s) already done" in resumed.stderr
+    assert f"tagged {40 - done} file(s)" in resumed.stderr  # nothing tagged twice
+    assert out.read_bytes() == full.read_bytes()
+    assert not journal.exists()
+
+
+def test_output_dir_mirrors_inputs_and_skip_existing(model_path, recordings, tmp_path):
+    nested = tmp_path / "audio" / "site" / "deep.wav"
+    nested.parent.mkdir()
+    write_wave(nested, 1.0)
+    out = tmp_path / "out"
+    first = invoke(model_path, tmp_path / "audio", "-r", "--output-dir", out, "-f", "json")
+    assert first.exit_code == 0, first.stderr
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
+    assert written == ["rec0.json", "rec1.json", "rec2.json", "site/deep.json"]
+    assert json.loads((out / "site" / "deep.json").read_text())[0]["file"] == str(nested)
+    (out / "rec1.json").unlink()
+    again = invoke(model_path, tmp_path / "audio", "-r", "--output-dir", out, "-f", "json",
+                   "--skip-existing")
+    assert "skipping 3 input(s)" in again.stderr and "tagged 1 file(s)" in again.stderr
+    assert (out / "rec1.json").exists() and again.stdout == ""
+
+
+def test_paths_from_stdin_globs_and_label_filter(model_path, recordings):
+    piped = invoke(model_path, "-", "--labels", "Inside, small room", "--labels", "Dog,Music",
+                   stdin="\n".join(map(str, recordings[:2])) + "\n")
+    assert piped.exit_code == 0, piped.stderr
+    rows = parse(piped.stdout, "csv")
+    assert {r["label"] for r in rows} == {"Inside, small room", "Dog", "Music"}
+    assert {Path(r["file"]).name for r in rows} == {"rec0.wav", "rec1.wav"}
+    globbed = invoke(model_path, str(recordings[0].parent / "rec[02].wav"), "--events", "-t", "0.0")
+    events = parse(globbed.stdout, "csv")
+    assert {Path(r["file"]).name for r in events} == {"rec0.wav", "rec2.wav"}
+    assert list(events[0]) == ["file", "start", "end", "label", "label_id", "peak", "mean"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", "x.csv", "--output-dir", "d"], "not both"),
+    (["--segments", "--events"], "not both"),
+    (["--skip-existing"], "--skip-existing needs --output-dir"),
+    (["-f", "audacity"], "with several inputs use --output-dir"),
+    (["--hop", "0.123"], "multiple of 10 ms"),
+    (["--labels", "Cat"], "unknown label 'Cat'"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_usage_errors_exit_2(model_path, recordings, args, message):
+    result = invoke(model_path, *recordings, *args)
+    assert result.exit_code == 2 and message in result.stderr and result.stdout == ""
+
+
+def test_a_model_that_cannot_be_loaded_fails_loudly(recordings, tmp_path):
+    result = invoke(tmp_path / "nope.safetensors", *recordings)
+    assert result.exit_code == 1 and "nope.safetensors" in result.stderr
+
+
+def test_torchrun_ranks_merge_into_the_single_process_output(model_path, recordings, tmp_path):
+    single = tmp_path / "single.jsonl"
+    assert invoke(model_path, *recordings, "-o", single).exit_code == 0
+    merged = tmp_path / "merged.jsonl"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+               "--standalone", "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
+               *map(str, recordings), "-o", str(merged)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert merged.read_text() == single.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio", "merged.jsonl", "single.jsonl"]
+
+
+def test_cli_import_does_not_load_torch():
+    code = "import sys, asttag.cli; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
