@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -127,6 +129,20 @@ def test_ensemble_create_refuses_members_with_other_labels(files, tmp_path):
     assert result.exit_code == 1
     assert "member 1 does not fit member 0" in result.stderr and "label ids differ" in result.stderr
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def tag_rows(model: Path, audio: list[Path]) -> list[dict]:
+    result = ok("tag", "--model", model, *audio, "--format", "csv", "--quiet", "--top", "4")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 4 * len(audio) and "score" in rows[0]
+    return rows
+
+
+def test_a_bundle_tags_files_through_asttag_tag_like_any_model(files, tmp_path):
+    bundle = tmp_path / "copies.safetensors"
+    ok("ensemble", "create", files["a"], files["a"], "-o", bundle)
+    audio = sorted(files["data"].glob("*/*.wav"))[:3]
+    assert tag_rows(bundle, audio) == tag_rows(files["a"], audio)
 
 
 def test_a_bundles_members_count_one_by_one_in_ensemble_evaluate(files, tmp_path):
