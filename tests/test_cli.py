@@ -90,3 +90,18 @@ def test_pull_offline_explains_how_to_place_the_files(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "asttag models convert DIR" in result.output
     assert "MIT/ast-finetuned-audioset-12-12-0.447" in result.output
+
+
+def test_models_info_describes_an_ensemble_bundle(tmp_path):
+    from asttag.ensemble import Ensemble, save_bundle
+
+    bundle = save_bundle(Ensemble([tiny_model(0), tiny_model(1, stride=(8, 8))]), tmp_path / "b.safetensors")
+    result = runner.invoke(app, ["models", "info", str(bundle), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["format"] == "ensemble"
+    assert [m["stride"] for m in data["members"]] == [[10, 10], [8, 8]]
+    text = runner.invoke(app, ["models", "info", str(bundle)])
+    assert "member 1" in text.stdout and "stride 8/8" in text.stdout
+    refused = runner.invoke(app, ["models", "convert", str(bundle), str(tmp_path / "x.safetensors")])
+    assert refused.exit_code == 1 and "ensemble bundle" in refused.output

@@ -54,18 +54,35 @@ def list_models(
 
 
 def describe(model, *, source: str, fmt: str) -> dict:
-    """What a loaded model is, as plain data."""
-    c, f, labels = model.config, model.features, model.labels
-    return {
+    """What a loaded model or ensemble is, as plain data."""
+    from ..ensemble import Ensemble
+
+    f, labels = model.features, model.labels
+    data = {
         "source": source,
         "format": fmt,
-        "architecture": {**c.to_dict(), "grid": list(c.grid), "num_patches": c.num_patches},
-        "parameters": model.num_parameters,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "features": {**f.to_dict(), "window_seconds": f.window_seconds},
         "labels": {"count": len(labels), "multi_label": labels.multi_label,
                    "first": list(labels.names[:5])},
-        "extra": getattr(model, "extra", {}),
     }
+    if isinstance(model, Ensemble):
+        data["members"] = [_architecture(m.config) for m in model.members]
+    else:
+        data["architecture"] = _architecture(model.config)
+        data["extra"] = model.extra
+    return data
+
+
+def _architecture(config) -> dict:
+    return {**config.to_dict(), "grid": list(config.grid), "num_patches": config.num_patches}
+
+
+def _architecture_line(a: dict) -> str:
+    return (f"{a['preset'] or 'custom'}: dim {a['embed_dim']}, depth {a['depth']}, "
+            f"heads {a['num_heads']}, patch {a['patch_size'][0]}x{a['patch_size'][1]}, "
+            f"stride {a['stride'][0]}/{a['stride'][1]}, grid {a['grid'][0]}x{a['grid'][1]} "
+            f"= {a['num_patches']} patches")
 
 
 @models_app.command("info")
@@ -86,22 +103,22 @@ def info(
     if as_json:
         _print_json(data)
         return
-    a = data["architecture"]
-    lines = [
-        f"source       {source} ({fmt})",
-        f"architecture {a['preset'] or 'custom'}: dim {a['embed_dim']}, depth {a['depth']}, "
-        f"heads {a['num_heads']}, patch {a['patch_size'][0]}x{a['patch_size'][1]}, "
-        f"stride {a['stride'][0]}/{a['stride'][1]}, grid {a['grid'][0]}x{a['grid'][1]} "
-        f"= {a['num_patches']} patches",
+    features, labels = data["features"], data["labels"]
+    lines = [f"source       {source} ({fmt})"]
+    if "members" in data:
+        lines += [f"member {i:<5} {_architecture_line(a)}" for i, a in enumerate(data["members"])]
+    else:
+        lines.append(f"architecture {_architecture_line(data['architecture'])}")
+    lines += [
         f"parameters   {data['parameters']:,}",
-        f"input        {a['target_length']} frames x {a['num_mel_bins']} mel bins "
-        f"({data['features']['window_seconds']:.2f} s at {data['features']['sample_rate']} Hz), "
-        f"norm mean {data['features']['mean']:.4f} std {data['features']['std']:.4f}",
-        f"labels       {data['labels']['count']} "
-        f"({'multi-label' if data['labels']['multi_label'] else 'single-label'}): "
-        + ", ".join(data["labels"]["first"]) + (", ..." if data["labels"]["count"] > 5 else ""),
+        f"input        {features['target_length']} frames x {features['num_mel_bins']} mel bins "
+        f"({features['window_seconds']:.2f} s at {features['sample_rate']} Hz), "
+        f"norm mean {features['mean']:.4f} std {features['std']:.4f}",
+        f"labels       {labels['count']} "
+        f"({'multi-label' if labels['multi_label'] else 'single-label'}): "
+        + ", ".join(labels["first"]) + (", ..." if labels["count"] > 5 else ""),
     ]
-    if data["extra"]:
+    if data.get("extra"):
         lines.append(f"extra        {json.dumps(data['extra'])}")
     print("\n".join(lines))
 
@@ -124,6 +141,8 @@ def convert(
         fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
     options = {k: v for k, v in (("stride", stride), ("target_length", target_length)) if v}
     try:
+        if checkpoint.detect_format(src) == "ensemble":
+            fail(f"{src}: an ensemble bundle; bundles are used as they are, not converted")
         model = checkpoint.load(src, **options)
         if to is TargetFormat.asttag:
             checkpoint.save(model, dst, extra={**getattr(model, "extra", {}), "converted_from": src})
