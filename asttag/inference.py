@@ -95,23 +95,26 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
+    def _decode(self, index: int) -> torch.Tensor:
+        return load_audio(self.examples[index].path, sample_rate=self.features.sample_rate)
+
     def wave(self, index: int) -> torch.Tensor:
         """The decoded mono waveform (samples,) at the feature sample rate."""
-        path = self.examples[index].path
-        rate = self.features.sample_rate
         if self.cache is None:
-            return load_audio(path, sample_rate=rate)
-        return self.cache.get("wave", path, {"sample_rate": rate}, lambda: load_audio(path, sample_rate=rate))
+            return self._decode(index)
+        settings = {"sample_rate": self.features.sample_rate}
+        return self.cache.get("wave", self.examples[index].path, settings, lambda: self._decode(index))
 
     def log_mel(self, index: int) -> torch.Tensor:
         """Raw (un-normalised) log-mel frames, cut or padded to the target length."""
         if self.cache is None:
-            frames = fbank(self.wave(index), self.features)
+            frames = fbank(self._decode(index), self.features)
         else:
-            settings = {k: v for k, v in self.features.to_dict().items() if k not in ("mean", "std", "target_length")}
-            frames = self.cache.get(
-                "fbank", self.examples[index].path, settings, lambda: fbank(self.wave(index), self.features)
-            )
+            # Only what shapes the raw frames: padding and normalisation come after the cache.
+            settings = {k: v for k, v in self.features.to_dict().items()
+                        if k not in ("mean", "std", "target_length")}
+            frames = self.cache.get("fbank", self.examples[index].path, settings,
+                                    lambda: fbank(self._decode(index), self.features))
         return pad_or_crop(frames, self.features.target_length)
 
     def log_mel_of(self, wave: torch.Tensor) -> torch.Tensor:
