@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import sys
 import zipfile
 
@@ -246,16 +245,3 @@ def test_label_list_embedded_in_the_model_file_is_read(tmp_path):
     assert read_embedded_labels(path) == ("Speech", "Music", "Dog")
     fake_tflite(path)
     assert read_embedded_labels(path) is None
-
-
-@pytest.mark.skipif(
-    not os.environ.get("ASTTAG_YAMNET_TFLITE"),
-    reason="set ASTTAG_YAMNET_TFLITE to a YAMNet .tflite file to run the real model",
-)
-def test_real_yamnet_hears_silence_as_silence():
-    pytest.importorskip("ai_edge_litert")
-    real = YamnetTeacher.from_file(os.environ["ASTTAG_YAMNET_TFLITE"])
-    assert real.labels == default_labels()
-    times, scores = real.frame_scores(np.zeros(32000, dtype=np.float32))
-    assert scores.shape == (4, 521)
-    assert real.labels[int(scores.max(axis=0).argmax())] == "Silence"
