@@ -9,7 +9,8 @@ What one optimiser step sees, in the official recipe's order:
 
 Determinism: what is drawn for an example (mixup partner, lambda) comes from a generator seeded
 by (seed, epoch, position in the epoch), the epoch's order from (seed, epoch), and the global
-generators (SpecAugment, noise) are re-seeded from (seed, epoch) when an epoch starts. An epoch's
+generators (SpecAugment, noise) are re-seeded from (seed, epoch, process rank) when an epoch
+starts. An epoch's
 outcome therefore depends only on the weights and optimiser state it starts from, whatever the
 number of DataLoader workers: that is what makes `resume` end with the same weights.
 
@@ -611,7 +612,8 @@ class _Trainer:
         if not self.splits.valid:
             log.warning("no validation split: every epoch counts as the best so far (the last wins)")
         for epoch in range(first_epoch, self.recipe.epochs + 1):
-            seed_everything(derive_seed(self.recipe.seed, epoch, 1))
+            # Per process: each draws its own SpecAugment masks and noise.
+            seed_everything(derive_seed(self.recipe.seed, epoch, 1, self.processes.rank))
             record = self._train_epoch(epoch)
             if self.splits.valid:
                 self.observer.validating("validation")

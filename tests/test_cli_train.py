@@ -1,0 +1,167 @@
+"""`asttag finetune` and `asttag train` end to end on tiny generated data sets in every layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from training_fixtures import (
+    make_audioset,
+    make_esc50,
+    make_folder,
+    make_manifests,
+    make_speechcommands,
+    tiny_recipe,
+)
+from typer.testing import CliRunner
+
+from asttag.cli import app
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    segments, label_file = make_audioset(root / "audioset")
+    csv_manifest, soft_manifest = make_manifests(root / "own")
+    return {
+        "esc50": make_esc50(root / "ESC-50", per_fold=1, rate=44100),  # as released: 44.1 kHz
+        "speechcommands": make_speechcommands(root / "speech_commands_v0.02"),
+        "audioset": segments,
+        "labels": label_file,
+        "folder": make_folder(root / "folder"),
+        "csv": csv_manifest,
+        "soft": soft_manifest,
+        "recipe": tiny_recipe(root / "tiny.yaml", epochs=1),
+    }
+
+
+def run(*args: object):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+def finetune(data: dict, dataset: str, data_dir: Path, out: Path, *extra: object):
+    result = run("finetune", dataset, "-d", data_dir, "--recipe", data["recipe"], "-o", out,
+                 "--device", "cpu", "-q", *extra)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # stdout holds the summary and nothing else
+    assert summary["run_dir"] == str(out) and (out / "summary.json").exists()
+    return summary
+
+
+def test_esc50_fold(data, tmp_path):
+    summary = finetune(data, "esc50", data["esc50"], tmp_path / "run", "--fold", "2")
+    assert summary["metric"] == "accuracy" and summary["best_epoch"] == 1
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["data"] == {"fold": 2}
+
+
+def test_speechcommands_reports_the_best_epoch_on_the_test_list(data, tmp_path):
+    summary = finetune(data, "speechcommands", data["speechcommands"], tmp_path / "run",
+                       "--set", "loss=bce", "--set", "mixup=0.6", "--set", "noise=true",
+                       "--set", "freqm=8", "--set", "timem=8")
+    assert set(summary["test"]) == {"best"} and 0 <= summary["test"]["best"]["accuracy"] <= 1
+
+
+def test_audioset_segments_with_balanced_sampling_warmup_and_averaging(data, tmp_path):
+    summary = finetune(
+        data, "audioset", data["audioset"], tmp_path / "run", "-D", f"label_file={data['labels']}",
+        "--epochs", "2", "--set", "loss=bce", "--set", "balanced_sampler=true",
+        "--set", "warmup_steps=4", "--set", "average_epochs=[1, 2]", "--set", "mixup=0.5",
+    )
+    assert summary["metric"] == "mAP" and summary["averaged"]["epochs"] == [1, 2]
+    assert (tmp_path / "run" / "averaged.safetensors").exists()
+
+
+def test_train_on_an_ast_json_manifest(data, tmp_path):
+    out = tmp_path / "run"
+    result = run("train", "-d", data["audioset"] / "train.json", "--recipe", data["recipe"],
+                 "-D", f"label_file={data['labels']}", "-D", f"valid={data['audioset'] / 'train.json'}",
+                 "--set", "dataset=audioset", "--set", "loss=bce", "-o", out, "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["metric"] == "mAP"
+
+
+def test_folder_with_a_held_out_fraction(data, tmp_path):
+    summary = finetune(data, "folder", data["folder"], tmp_path / "run", "-D", "valid_fraction=0.25")
+    assert summary["best"]["accuracy"] is not None
+
+
+def test_manifest_with_labels_and_with_soft_scores(data, tmp_path):
+    finetune(data, "manifest", data["csv"], tmp_path / "labels", "-D", "valid_fraction=0.34")
+    soft = finetune(data, "manifest", data["soft"], tmp_path / "soft", "-D", f"valid={data['soft']}",
+                    "--set", "loss=bce")
+    assert soft["best"]["valid_loss"] > 0
+
+
+def test_fold_all_runs_five_folds_and_reports_mean_and_std(data, tmp_path):
+    result = run("finetune", "esc50", "-d", data["esc50"], "--recipe", data["recipe"], "--fold", "all",
+                 "-o", tmp_path / "cv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["completed"] == [1, 2, 3, 4, 5] and summary["metric"] == "accuracy"
+    scores = [summary["per_fold"][str(f)]["best"] for f in range(1, 6)]
+    assert summary["best"]["mean"] == pytest.approx(sum(scores) / 5)
+    assert "over folds [1, 2, 3, 4, 5]" in result.stderr and "epoch 1" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
+        "cross_validation.json", "fold_1", "fold_2", "fold_3", "fold_4", "fold_5"]
+    again = run("finetune", "--resume", tmp_path / "cv", "--device", "cpu", "-q")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["best"] == summary["best"]
+
+
+def test_flags_override_the_recipe(data, tmp_path):
+    finetune(data, "esc50", data["esc50"], tmp_path / "run", "--fold", "3", "--epochs", "1",
+             "--lr", "0.002", "--batch-size", "4", "--seed", "9", "--fstride", "12", "--tstride", "14",
+             "--init", "none", "--set", "mixup=0.25", "--set", "model.depth=1", "--precision", "fp32")
+    recipe = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
+    assert (recipe["lr"], recipe["batch_size"], recipe["seed"], recipe["stride"]) == (0.002, 4, 9, [12, 14])
+    assert (recipe["mixup"], recipe["model"]["depth"], recipe["data"], recipe["lr_by_init"]) == (
+        0.25, 1, {"fold": 3}, {})
+
+
+def test_a_missing_imagenet_weights_file_fails_before_anything_is_written(data, tmp_path):
+    result = run("finetune", "esc50", "-d", data["esc50"], "--init", "imagenet",
+                 "--imagenet-weights", tmp_path / "missing.safetensors", "-o", tmp_path / "run", "-q")
+    assert result.exit_code == 1 and "missing.safetensors: no such checkpoint file" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_audioset_init_offline_fails_clearly(data, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setenv("ASTTAG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    result = run("finetune", "esc50", "-d", data["esc50"], "--recipe", data["recipe"],
+                 "--init", "audioset", "-o", tmp_path / "run", "-q")
+    assert result.exit_code == 1
+    assert "cannot download MIT/ast-finetuned-audioset-10-10-0.4593" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_errors_are_precise(data, tmp_path):
+    usage = run("finetune")
+    assert usage.exit_code == 2 and "give a DATASET" in usage.output
+    bad_key = run("finetune", "esc50", "-d", data["esc50"], "--set", "mixups=0.5")
+    assert bad_key.exit_code == 2 and "unknown recipe key 'mixups'" in bad_key.output
+    not_esc = run("finetune", "folder", "-d", data["folder"], "--fold", "all")
+    assert not_esc.exit_code == 2 and "--fold all runs ESC-50's five folds" in not_esc.output
+    no_data = run("finetune", "esc50", "--recipe", data["recipe"], "-o", tmp_path / "x")
+    assert no_data.exit_code == 1 and "pass --data-dir" in no_data.output
+    wrong_fold = run("finetune", "esc50", "-d", data["esc50"], "--recipe", data["recipe"],
+                     "--fold", "7", "-o", tmp_path / "y")
+    assert wrong_fold.exit_code == 1 and "fold 7 not found" in wrong_fold.output
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "meta").mkdir()
+    (broken / "meta" / "esc50.csv").write_text("filename,fold,target,category\n1-1-A-0.wav,1,0,dog\n"
+                                               "2-1-A-0.wav,2,0,dog\n")
+    missing = run("finetune", "esc50", "-d", broken, "--recipe", data["recipe"], "-o", tmp_path / "z")
+    assert missing.exit_code == 1 and "listed audio files are missing" in missing.output
+    assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
+    not_a_run = run("finetune", "--resume", tmp_path)
+    assert not_a_run.exit_code == 1 and "not a training run directory" in not_a_run.output
