@@ -432,7 +432,7 @@ class Tagger:
 
     def _items(self, paths: list[str]) -> Iterator[_Windows | _Done | _Failed]:
         dataset = _Windowing(paths, self.plan, self.features, self.pad, self.block_seconds)
-        if self.workers == 0 or len(paths) < 2:
+        if self.workers == 0 or not paths:
             return iter(dataset)
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=None, num_workers=min(self.workers, len(paths)),
