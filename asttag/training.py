@@ -798,12 +798,12 @@ def train(
         raise TrainingError(f"{run.path} already holds a training run: resume it (--resume "
                             f"{run.path}) or choose another output folder")
     splits = load_splits(recipe)
-    model = build_model(recipe, splits.labels)
-    processes.barrier()  # every process has checked the folder before the main one fills it
+    trainer = _Trainer(recipe, run, splits, build_model(recipe, splits.labels), runtime=runtime,
+                       processes=processes, observer=observer or Observer(), targets=targets)
+    # Nothing is written before every check passed, and before every process checked the folder.
+    processes.barrier()
     if processes.is_main:
         atomic_write_text(run.file(RECIPE_FILE), recipe.to_yaml())
-    trainer = _Trainer(recipe, run, splits, model, runtime=runtime, processes=processes,
-                       observer=observer or Observer(), targets=targets)
     return trainer.fit(1, [])
 
 

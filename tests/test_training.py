@@ -316,6 +316,7 @@ def test_a_run_writes_its_directory(tmp_path, esc):
 def test_batches_must_split_over_accumulation(tmp_path, esc):
     with pytest.raises(TrainingError, match="batch_size 8 does not split into 1 process"):
         train(_recipe(tmp_path, esc, grad_accum=3), tmp_path / "run", runtime=CPU)
+    assert not (tmp_path / "run").exists()
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, esc):
