@@ -175,7 +175,8 @@ def test_clip_tags_aggregate_filter_and_rank(tmp_path):
     assert [(t.label, round(t.score, 3)) for t in by_max.tags] == [("loud", 0.95), ("quiet", 0.95)]
     by_mean = Tagger(model, device="cpu", aggregate="mean").tag(path)
     assert [(t.label, round(t.score, 3)) for t in by_mean.tags] == [("quiet", 0.68), ("loud", 0.32)]
-    assert [t.label for t in Tagger(model, device="cpu", aggregate="mean", top_k=1).tag(path).tags] == ["quiet"]
+    best = Tagger(model, device="cpu", aggregate="mean", top_k=1).tag(path)
+    assert [t.label for t in best.tags] == ["quiet"]
     over = Tagger(model, device="cpu", aggregate="mean", threshold=0.5).tag(path)
     assert [t.label for t in over.tags] == ["quiet"]
     only = Tagger(model, device="cpu", labels=["loud"]).tag(path)
@@ -209,13 +210,15 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "corrupt": (corrupt, "cannot decode audio"),
         "zero-length": (zero, "no audio samples (zero length)"),
         "too short": (too_short, "too short"),
-        "nan": (write_nan(tmp_path / "nan.wav", at=2.5, seconds=4), "NaN or infinite samples (first at 2.500 s)"),
+        "nan": (write_nan(tmp_path / "nan.wav", at=2.5, seconds=4),
+                "NaN or infinite samples (first at 2.500 s)"),
         "inf late": (write_nan(tmp_path / "inf.wav", at=70.0, seconds=75, value=np.inf),
                      "NaN or infinite samples (first at 70.000 s)"),
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "corrupt", "zero-length", "too short", "nan", "inf late"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty", "corrupt", "zero-length", "too short", "nan", "inf late"])
 def test_bad_input_fails_that_file_only(tmp_path, kind):
     path, reason = bad_inputs(tmp_path)[kind]
     good = [write_wave(tmp_path / "good1.wav", 2.5), write_wave(tmp_path / "good2.wav", 1.5, seed=1)]

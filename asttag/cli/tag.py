@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Optional
 
 import typer
 from rich.markup import escape
@@ -60,7 +60,7 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "j
 _DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
 
 
-def _usage(message: str) -> None:
+def _usage(message: str) -> NoReturn:
     fail(message, code=EXIT_USAGE)
 
 
@@ -112,14 +112,13 @@ class _Progress:
         self.started = time.perf_counter()
         self._bar: Progress | None = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeElapsedColumn
+            from rich import progress as rp
 
-            self._bar = Progress(
-                TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                TextColumn("{task.fields[audio]}"), TextColumn("{task.fields[speed]}"),
-                TimeElapsedColumn(), console=console, transient=True,
-                redirect_stdout=False, redirect_stderr=False,
+            self._bar = rp.Progress(
+                rp.TextColumn("tagging"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                rp.TextColumn("files"), rp.TextColumn("{task.fields[audio]}"),
+                rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
+                transient=True, redirect_stdout=False, redirect_stderr=False,
             )
             self._task = self._bar.add_task("tagging", total=total, audio="", speed="")
             self._bar.start()
@@ -167,6 +166,11 @@ class _Progress:
         text = (f"tagged {self.files - self.failed} file(s), {self.seconds / 3600:.3f} h of audio, "
                 f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
         return text + (f"; {self.failed} failed" if self.failed else "")
+
+
+def _note(text: str) -> None:
+    """A line for people on stderr; paths in it are not Rich markup."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _report_failure(failure: TagFailure) -> None:
@@ -222,8 +226,7 @@ def _to_directory(tagger: Tagger, paths: list[str], shard: list[str], writer: Wr
         seen[target] = source
     todo = [p for p in shard if not (skip_existing and targets[p].exists())]
     if len(todo) < len(shard):
-        console.print(f"skipping {len(shard) - len(todo)} input(s) whose output exists",
-                      highlight=False)
+        _note(f"skipping {len(shard) - len(todo)} input(s) whose output exists")
         progress.set_total(len(todo))
     return _tag_all(tagger, todo, progress,
                     lambda result: write_file(targets[result.path], writer, [result]))
@@ -237,11 +240,11 @@ def _to_file(tagger: Tagger, paths: list[str], shard: list[str], writer: Writer,
     journal = Journal(output, run=run, rank=rank, world=world)
     status = journal.start()
     for stale in status.stale:
-        console.print(f"ignoring {stale}: written with other options", highlight=False)
+        _note(f"ignoring {stale}: written with other options")
     todo = [p for p in shard if not journal.done(keys[p])]
     if status.done:
-        console.print(f"resuming from {journal.path}: {len(shard) - len(todo)} of {len(shard)} "
-                      "file(s) already done", highlight=False)
+        _note(f"resuming from {journal.path}: {len(shard) - len(todo)} of {len(shard)} file(s) "
+              "already done")
     progress.set_total(len(todo))
     try:
         failures = _tag_all(tagger, todo, progress,
@@ -369,11 +372,10 @@ def tag(
 
     from .. import __version__
     from ..checkpoint import CheckpointError
+    from ..device import resolve_device
     from ..hub import HubError, load_model
     from ..journal import run_key
     from ..tagger import Tagger
-
-    from ..device import resolve_device
 
     _steady_heap()
     if threads:
@@ -427,5 +429,5 @@ def tag(
         _write_errors_log(_rank_suffixed(errors_log, rank, world), failures)
     if not quiet:
         prefix = f"rank {rank}: " if world > 1 else ""
-        console.print(prefix + progress.summary(), highlight=False, soft_wrap=True)
+        _note(prefix + progress.summary())
     raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
