@@ -137,7 +137,9 @@ class WindowPlan:
 
     def count(self, total_frames: int) -> int:
         """Windows needed so that the last one reaches the last frame."""
-        return 1 + math.ceil(max(0, total_frames - self.frames_per_window) / self.hop_frames)
+        needed = 1 + math.ceil(max(0, total_frames - self.frames_per_window) / self.hop_frames)
+        # A hop longer than the window leaves gaps: no window may start past the end.
+        return min(needed, max(1, math.ceil(total_frames / self.hop_frames)))
 
     def spans(self, count: int, duration: float) -> tuple[np.ndarray, np.ndarray]:
         starts = np.arange(count) * self.hop_seconds
@@ -191,16 +193,14 @@ class _WindowCutter:
 
     def _cut(self, *, final: bool) -> torch.Tensor:
         plan, total = self.plan, self.total_frames
-        last = plan.count(total) if final else None
-        starts = []
-        while True:
-            start = self.emitted * plan.hop_frames
-            if (last is not None and self.emitted >= last) or (
-                last is None and start + plan.frames_per_window > total
-            ):
-                break
-            starts.append(start)
-            self.emitted += 1
+        if final:
+            stop = plan.count(total)
+        elif total >= plan.frames_per_window:  # the windows whose frames are all here
+            stop = (total - plan.frames_per_window) // plan.hop_frames + 1
+        else:
+            stop = 0
+        starts = [i * plan.hop_frames for i in range(self.emitted, stop)]
+        self.emitted = max(self.emitted, stop)
         windows = self._assemble(starts, total)
         drop = min(self.emitted * plan.hop_frames, total) - self._first
         self._frames, self._first = self._frames[drop:], self._first + drop

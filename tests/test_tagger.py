@@ -82,6 +82,9 @@ def test_windows_cover_the_recording_and_short_clips_get_one_window(tmp_path):
     assert len(short.scores) == 1 and short.ends[0] == pytest.approx(0.3)
     overlapping = tagger(hop=0.25).tag(tmp_path / "a.wav")
     np.testing.assert_allclose(overlapping.starts, np.arange(10) * 0.25)  # the last reaches 3.25
+    gapped = tagger(hop=1.5)  # windows 1 s long every 1.5 s: none starts past the end
+    np.testing.assert_allclose(gapped.tag(tmp_path / "a.wav").starts, [0, 1.5, 3.0])
+    np.testing.assert_allclose(gapped.tag(write_wave(tmp_path / "b.wav", 1.2)).starts, [0])
 
 
 def test_window_plan_rejects_what_the_model_cannot_take():
