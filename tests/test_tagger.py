@@ -127,6 +127,19 @@ def test_block_reader_equals_loading_the_whole_file(tmp_path, rate, channels):
     torch.testing.assert_close(torch.cat(blocks), whole, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("suffix,options", [
+    (".flac", {}), (".ogg", {}), (".mp3", {"format": "MP3"}),
+    (".opus", {"format": "OGG", "subtype": "OPUS"}),
+])
+def test_compressed_formats_at_other_rates(tmp_path, suffix, options):
+    rate = 48000 if suffix == ".opus" else 44100
+    wave = 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)
+    path = tmp_path / f"tone{suffix}"
+    sf.write(str(path), np.stack([wave, wave], axis=1).astype(np.float32), rate, **options)
+    result = tagger().tag(path)
+    assert result.duration == pytest.approx(3.0) and len(result.scores) == 3
+
+
 class EnergyModel:
     """A stand-in with the interface the tagger uses: class 0 is loud audio, class 1 quiet.
 
