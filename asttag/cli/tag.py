@@ -303,7 +303,7 @@ def tag(
              "transformers directory."),
     fmt: Optional[Format] = typer.Option(
         None, "--format", "-f",
-        help="Output format [default: table on a terminal, else csv; with -o, from its suffix]."),
+        help="Output format (default: table on a terminal, else csv; with -o, from its suffix)."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", help="One output file for all inputs, resumable; - is stdout."),
     output_dir: Optional[Path] = typer.Option(
@@ -313,10 +313,10 @@ def tag(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
     top: Optional[int] = typer.Option(
         None, "--top", "-k", min=1,
-        help="Keep the K best labels [default: 5, or all over --threshold when one is given]."),
+        help="Keep the K best labels (default: 5, or all over --threshold when one is given)."),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", "-t", min=0.0, max=1.0,
-        help="Keep labels scoring at least this; also the event threshold [events: 0.5]."),
+        help="Keep labels scoring at least this; events use it too (default for events: 0.5)."),
     labels: Optional[list[str]] = typer.Option(
         None, "--labels", "-l", help="Only these labels (names, ids or indices; comma-separated "
                                      "or repeated)."),
@@ -325,18 +325,18 @@ def tag(
         False, "--events", help="Consecutive windows over the threshold merged into events."),
     aggregate: Optional[Aggregate] = typer.Option(
         None, "--aggregate",
-        help="How clip tags combine windows [default: max for multi-label models, else mean]."),
+        help="How clip tags combine windows (default: max for multi-label models, else mean)."),
     window: Optional[float] = typer.Option(
-        None, "--window", help="Window length in seconds [default: the model's input length]."),
+        None, "--window", help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
-        None, "--hop", help="Seconds between window starts [default: the window length]."),
+        None, "--hop", help="Seconds between window starts (default: the window length)."),
     pad: Pad = typer.Option(
         Pad.zero, "--pad", help="Fill short clips and the last window with zeros or by repeating."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Precision = typer.Option(
         Precision.fp32, "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", "-b", min=1, help="Windows per forward pass [default: 8 CPU, 32 CUDA]."),
+        None, "--batch-size", "-b", min=1, help="Windows per forward pass (default: 8 CPU, 32 CUDA)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
     workers: int = typer.Option(
         1, "--workers", "-j", min=0,
