@@ -4,6 +4,8 @@ The fbank call is the official one (torchaudio's Kaldi compliance module, Hann w
 frames every 10 ms, no dither). Frames are cut from a recording on a fixed grid, so the fbank of
 a long block computed once and sliced in the frame domain equals the fbank of each window
 computed on its own whenever the window starts on that grid: `window_features` relies on it.
+The equality is to the bit for calls of a dozen frames or more; below that torch's small-matrix
+kernels round differently (by ~1e-7), which is why the tagger never computes fewer than 32.
 """
 
 from __future__ import annotations
