@@ -357,7 +357,7 @@ def load_splits(recipe: Recipe) -> DatasetSplits:
     return splits
 
 
-def feature_config(recipe: Recipe) -> FeatureConfig:
+def _feature_config(recipe: Recipe) -> FeatureConfig:
     return FeatureConfig(num_mel_bins=recipe.num_mel_bins, target_length=recipe.target_length,
                          mean=recipe.norm_mean, std=recipe.norm_std)
 
@@ -374,7 +374,7 @@ def build_model(recipe: Recipe, labels: LabelSet) -> AST:
     from .hub import load_model
     from .pretrained import audioset_init, imagenet_init
 
-    features = feature_config(recipe)
+    features = _feature_config(recipe)
     torch.manual_seed(recipe.seed)
     if recipe.init in ("none", "imagenet"):
         config = ASTConfig.from_preset(
@@ -861,6 +861,8 @@ def cross_validate(
     if not go_on and (root / CROSS_VALIDATION_FILE).exists():
         raise TrainingError(f"{root} already holds a cross-validation: resume it or choose another folder")
     results: dict[int, RunResult] = {}
+    if processes.is_main:  # written first: it is what marks the folder as a cross-validation
+        _RunDir(root).write_json(CROSS_VALIDATION_FILE, _cross_summary(recipe, results, folds))
     for fold in folds:
         fold_dir = _RunDir(root / f"fold_{fold}")
         if go_on and fold_dir.file(SUMMARY_FILE).exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,17 @@ def test_fold_all_runs_five_folds_and_reports_mean_and_std(data, tmp_path):
     assert "over folds [1, 2, 3, 4, 5]" in result.stderr and "epoch 1" in result.stderr
     assert sorted(p.name for p in (tmp_path / "cv").iterdir()) == [
         "cross_validation.json", "fold_1", "fold_2", "fold_3", "fold_4", "fold_5"]
+    # As if killed in fold 4 before its first epoch ended and in fold 5 before its summary.
+    for path in (tmp_path / "cv" / "fold_4").iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.name != "recipe.yaml":
+            path.unlink()
+    (tmp_path / "cv" / "fold_5" / "summary.json").unlink()
     again = run("finetune", "--resume", tmp_path / "cv", "--device", "cpu", "-q")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["best"] == summary["best"]
+    assert (tmp_path / "cv" / "fold_4" / "checkpoints" / "epoch_001.safetensors").exists()
 
 
 def test_flags_override_the_recipe(data, tmp_path):
@@ -165,3 +174,5 @@ def test_errors_are_precise(data, tmp_path):
     assert not any((tmp_path / name).exists() for name in ("x", "y", "z"))
     not_a_run = run("finetune", "--resume", tmp_path)
     assert not_a_run.exit_code == 1 and "not a training run directory" in not_a_run.output
+    changed = run("train", "--resume", tmp_path, "--epochs", "3", "--lr", "0.1")
+    assert changed.exit_code == 2 and "drop --epochs, --lr" in changed.output

@@ -112,6 +112,13 @@ def finetune(
     """
     runtime = _runtime(device, workers, cache_dir)
     if resume is not None:
+        _refuse_with_resume(
+            DATASET=dataset, **{"--data-dir": data_dir, "--fold": fold, "-D": data_option,
+                                "--init": init, "--imagenet-weights": imagenet_weights,
+                                "--size": size, "--fstride": fstride, "--tstride": tstride,
+                                "--epochs": epochs, "--lr": lr, "--batch-size": batch_size,
+                                "--grad-accum": grad_accum, "--seed": seed, "--out": out,
+                                "--recipe": recipe, "--set": set_, "--precision": precision})
         _resume(resume, runtime, quiet=quiet)
         return
     if dataset is None:
@@ -134,9 +141,9 @@ def finetune(
 @app.command()
 def train(
     data_dir: DataDir = None,
-    recipe: Annotated[str, typer.Option(
-        "--recipe", help="audioset-balanced, audioset-full, another shipped recipe or a YAML file.")
-    ] = "audioset-balanced",
+    recipe: Annotated[Optional[str], typer.Option(
+        "--recipe", help="audioset-balanced (default), audioset-full, another shipped recipe or a "
+        "YAML file.")] = None,
     data_option: DataOptions = None,
     init: Init = None,
     imagenet_weights: ImagenetWeights = None,
@@ -165,10 +172,16 @@ def train(
     """
     runtime = _runtime(device, workers, cache_dir)
     if resume is not None:
+        _refuse_with_resume(**{"--data-dir": data_dir, "-D": data_option, "--init": init,
+                               "--imagenet-weights": imagenet_weights, "--size": size,
+                               "--fstride": fstride, "--tstride": tstride, "--epochs": epochs,
+                               "--lr": lr, "--batch-size": batch_size, "--grad-accum": grad_accum,
+                               "--seed": seed, "--out": out, "--recipe": recipe, "--set": set_,
+                               "--precision": precision})
         _resume(resume, runtime, quiet=quiet)
         return
     base = _build_recipe(
-        recipe, dataset=None, data_dir=data_dir, data_option=data_option, init=init,
+        recipe or "audioset-balanced", dataset=None, data_dir=data_dir, data_option=data_option, init=init,
         imagenet_weights=imagenet_weights, size=size, fstride=fstride, tstride=tstride,
         epochs=epochs, lr=lr, batch_size=batch_size, grad_accum=grad_accum, seed=seed,
         precision=precision, sets=set_, fold=None,
@@ -177,6 +190,14 @@ def train(
 
 
 # --------------------------------------------------------------------------- recipe
+
+
+def _refuse_with_resume(**given: object) -> None:
+    """A resumed run follows its own recipe: options that would change it are refused."""
+    named = [name for name, value in given.items() if value not in (None, [])]
+    if named:
+        fail(f"--resume goes on with the run's own recipe and output folder; drop {', '.join(named)}",
+             code=EXIT_USAGE)
 
 
 def _folds(fold: str | None, dataset: str) -> tuple[int | None, ...]:
