@@ -439,10 +439,13 @@ def _processes(device: str) -> _Processes:
         return _Processes()
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        if cuda:  # NCCL's collectives (object broadcasts too) run on the current GPU
+            torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if cuda else "gloo")
-    return _Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return _Processes(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def close_distributed() -> None:
@@ -460,7 +463,6 @@ def _device(name: str, processes: _Processes) -> torch.device:
         if device.index is not None:
             raise TrainingError("under torchrun each process takes its own GPU: pass --device cuda or auto")
         device = torch.device("cuda", processes.local_rank)
-        torch.cuda.set_device(device)
     return device
 
 
@@ -657,7 +659,9 @@ class _Trainer:
                 self.observer.step_done(value)
         seconds = time.perf_counter() - started
         if self.processes.world_size > 1:
+            total = total.to(self.device)  # NCCL reduces GPU tensors only
             torch.distributed.all_reduce(total)
+            total = total.cpu()
         return {
             "epoch": epoch,
             "steps": self.global_step,
