@@ -46,7 +46,8 @@ def write_recording(path: Path, minutes: float, *, seed: int = 0) -> Path:
     return path
 
 
-def write_model(path: Path, *, depth: int) -> Path:
+def write_model(path: Path, *, depth: int, preset: str = "tiny224", **config: object) -> Path:
+    """A randomly initialised AudioSet-sized AST (seed 0) saved as an asttag checkpoint."""
     import torch
 
     from asttag import checkpoint
@@ -54,7 +55,7 @@ def write_model(path: Path, *, depth: int) -> Path:
     from asttag.model import AST, ASTConfig
 
     torch.manual_seed(0)
-    config = ASTConfig.from_preset("tiny224", depth=depth, num_classes=527)
+    config = ASTConfig.from_preset(preset, depth=depth, num_classes=527, **config)
     return checkpoint.save(AST(config, labels=audioset()), path)
 
 
