@@ -13,6 +13,7 @@ from .app import app
 
 # Each module registers its commands on `app`.
 from . import tag, train, evaluate, average, ensemble, models  # noqa: E402,F401
+from . import distill  # noqa: E402,F401
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""Rebuild the embedded default model: distil YAMNet into a small AST on the built corpus.
+
+    python models/recipes/default_model.py build --corpus /work/corpus --run /work/runs/default
+    python models/recipes/default_model.py export --run /work/runs/default --out asttag/data/default.safetensors
+    python models/recipes/default_model.py measure --out speed.json
+
+`build` runs every stage that is not done yet, so rerunning it after an interruption (or to train
+more epochs: --epochs) goes on where it stopped:
+  1. training windows: drawn from the corpus's train split, balanced by kind (speech, music,
+     other sounds) and source, augmented (mixtures of two clips from different sources, gain,
+     pitch-and-speed changes), scored by the teacher; written in shards of SHARD windows;
+  2. held-out windows: every held-out clip as it is, scored by the teacher;
+  3. training: the engine (asttag.training) on recipe default-student, resumed when started;
+  4. evaluation of the best epoch on the held-out windows: evaluation.json.
+`measure` times student candidates with the tagger's default settings on a generated
+10-minute file (random weights: speed does not depend on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("default_model")
+
+HERE = Path(__file__).resolve().parent
+RECIPE = HERE / "default-student.yaml"
+CHECKS = HERE / "default_heldout_checks.csv"
+SAMPLE_RATE = 16000
+SHARD = 250  # windows per shard: the unit a rerun resumes window building from
+KIND_SHARES = {"speech": 0.3, "music": 0.3, "other": 0.4}  # the corpus is 69% music
+POSITIVE = 0.3  # a teacher score counted as a positive label in the mAP
+VALID_WINDOWS = 300  # held-out windows scored after each epoch (all of them at the end)
+
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def read_corpus(corpus: Path) -> list[dict]:
+    """The corpus manifest's rows (see default_corpus.md)."""
+    manifest = corpus / "manifest.jsonl"
+    if not manifest.is_file():
+        raise SystemExit(f"{manifest}: no corpus manifest; build it with default_corpus.py")
+    return [json.loads(line) for line in manifest.read_text("utf-8").splitlines() if line.strip()]
+
+
+def kind_of(row: dict) -> str:
+    """speech, music or other, from the teacher's top class for the clip."""
+    top = row["top"][0][0] if row["top"] else ""
+    return {"Speech": "speech", "Music": "music"}.get(top, "other")
+
+
+def draw_weights(rows: Sequence[dict]) -> np.ndarray:
+    """Sampling weights: each kind its KIND_SHARES share; within a kind, a source with n clips
+    weighs sqrt(n), so large sources still count more but no longer drown the small ones."""
+    groups = Counter((kind_of(r), r["collection"]) for r in rows)
+    per_kind = defaultdict(float)
+    for (kind, _), n in groups.items():
+        per_kind[kind] += math.sqrt(n)
+    weights = np.array([
+        KIND_SHARES[kind_of(r)] / per_kind[kind_of(r)] / math.sqrt(groups[kind_of(r), r["collection"]])
+        for r in rows
+    ])
+    return weights / weights.sum()
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def read_clip(corpus: Path, row: dict) -> np.ndarray:
+    import soundfile as sf
+
+    wave, rate = sf.read(str(corpus / row["clip"]), dtype="float32")
+    if rate != SAMPLE_RATE:
+        raise SystemExit(f"{row['clip']}: {rate} Hz; the corpus holds {SAMPLE_RATE} Hz clips")
+    return wave
+
+
+def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster (pitch up by the same ratio), by resampling."""
+    import torch
+
+    from asttag.audio import resample
+
+    # Rates in hundreds keep the resampler's kernel small.
+    new_rate = int(round(SAMPLE_RATE / factor / 100) * 100)
+    return resample(torch.from_numpy(wave), SAMPLE_RATE, new_rate).numpy()
+
+
+def augmented(wave: np.ndarray, rng: np.random.Generator, *, speed_p: float) -> np.ndarray:
+    """A clip with a random gain (peak -20..0 dBFS) and, with probability speed_p, a speed and
+    pitch change of 0.8-1.25x."""
+    if rng.random() < speed_p:
+        wave = change_speed(wave, float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
+    peak = float(np.abs(wave).max()) or 1.0
+    return wave * (10 ** (rng.uniform(-20, 0) / 20) / peak)
+
+
+def make_window(
+    corpus: Path,
+    rows: Sequence[dict],
+    weights: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    window_samples: int,
+    mix_p: float,
+    speed_p: float,
+) -> tuple[np.ndarray, list[str]]:
+    """One training window and the clips it is made of.
+
+    A drawn clip, augmented, cropped to the window at random; with probability mix_p a second
+    clip from another source is added at a random offset and level (-10..+5 dB).
+    """
+    first = rows[rng.choice(len(rows), p=weights)]
+    wave = augmented(read_clip(corpus, first), rng, speed_p=speed_p)
+    if len(wave) > window_samples:
+        start = int(rng.integers(len(wave) - window_samples + 1))
+        wave = wave[start : start + window_samples]
+    used = [first["clip"]]
+    if rng.random() < mix_p:
+        while (second := rows[rng.choice(len(rows), p=weights)])["collection"] == first["collection"]:
+            pass
+        other = augmented(read_clip(corpus, second), rng, speed_p=speed_p)
+        other = other[: window_samples] * 10 ** (rng.uniform(-10, 5) / 20)
+        offset = int(rng.integers(max(1, window_samples - len(other) + 1)))
+        mixed = np.zeros(min(window_samples, max(len(wave), offset + len(other))), dtype=np.float32)
+        mixed[: len(wave)] += wave
+        mixed[offset : offset + len(other)] += other[: len(mixed) - offset]
+        wave = mixed / max(1.0, float(np.abs(mixed).max()))
+        used.append(second["clip"])
+    return wave.astype(np.float32), used
+
+
+# --------------------------------------------------------------------------- window sets
+
+
+def build_train_windows(
+    corpus: Path, data: Path, teacher, *, count: int, window_seconds: float, seed: int,
+    mix_p: float, speed_p: float,
+) -> Path:
+    """Stage 1: `count` augmented windows in shards; finished shards are kept on a rerun."""
+    import soundfile as sf
+
+    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.labels import audioset
+
+    rows = [r for r in read_corpus(corpus) if r["split"] == "train"]
+    weights = draw_weights(rows)
+    labels = audioset()
+    shards = data / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for shard in range(math.ceil(count / SHARD)):
+        done = shards / f"{shard:04d}.jsonl"
+        if not done.exists():
+            folder = data / "windows" / f"{shard:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            records = []
+            for i in range(shard * SHARD, min(count, (shard + 1) * SHARD)):
+                # Seeded per window: a rerun rebuilds an unfinished shard identically.
+                rng = np.random.default_rng([seed, i])
+                wave, used = make_window(corpus, rows, weights, rng, window_samples=round(
+                    window_seconds * SAMPLE_RATE), mix_p=mix_p, speed_p=speed_p)
+                path = folder / f"{i:06d}.flac"
+                sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+                record = soft_record(SoftTarget(path, window_scores(teacher, wave)), labels, root=data)
+                records.append(json.dumps({**record, "from": used}))
+            _write_text(done, "\n".join(records) + "\n")
+            log.info("training windows: shard %d done (%d windows)", shard, len(records))
+        lines += done.read_text("utf-8").splitlines()
+    return _write_manifest(data / "train.jsonl", lines)
+
+
+def build_heldout_windows(corpus: Path, data: Path, teacher) -> tuple[Path, Path]:
+    """Stage 2: every held-out clip, unaugmented; and a fixed sample of them for validation."""
+    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.labels import audioset
+
+    heldout = data / "heldout.jsonl"
+    valid = data / "valid.jsonl"
+    if not heldout.exists():
+        labels = audioset()
+        lines = []
+        for row in (r for r in read_corpus(corpus) if r["split"] == "heldout"):
+            path = corpus / row["clip"]
+            scores = window_scores(teacher, read_clip(corpus, row))
+            record = soft_record(SoftTarget(path, scores), labels, root=corpus)
+            record["path"] = str(path)  # absolute: the clips stay in the corpus
+            lines.append(json.dumps({**record, "package": row["package"], "kind": kind_of(row)}))
+        _write_manifest(heldout, lines)
+    if not valid.exists():
+        lines = heldout.read_text("utf-8").splitlines()
+        order = np.random.default_rng(0).permutation(len(lines))[:VALID_WINDOWS]
+        _write_manifest(valid, [lines[i] for i in sorted(order)])
+    return heldout, valid
+
+
+def _write_manifest(path: Path, lines: list[str]) -> Path:
+    from asttag.distill import LABEL_FILE, write_label_file
+    from asttag.labels import audioset
+
+    write_label_file(audioset(), path.parent / LABEL_FILE)
+    _write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    from asttag.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def student_recipe(data: Path, *, epochs: int | None):
+    """The default-student recipe pointed at the window manifests."""
+    from asttag.recipes import load_recipe
+
+    recipe = load_recipe(RECIPE)
+    changes = {"data_dir": str(data / "train.jsonl"),
+               "data": {"valid": str(data / "valid.jsonl"), "label_file": str(data / "labels.csv")}}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    return recipe.replace(**changes)
+
+
+def train_student(run: Path, data: Path, *, epochs: int | None, device: str, workers: int):
+    """Stage 3: train, or go on with a started run (to more epochs when --epochs says so)."""
+    from asttag.recipes import load_recipe
+    from asttag.training import RECIPE_FILE, Runtime, resume, train
+
+    runtime = Runtime(device=device, workers=workers, cache=run / "cache")
+    out = run / "train"
+    if not (out / RECIPE_FILE).exists():
+        return train(student_recipe(data, epochs=epochs), out, runtime=runtime)
+    if epochs is not None:
+        # The run directory's recipe is all resume reads: raising its epoch count extends it.
+        recorded = load_recipe(out / RECIPE_FILE)
+        if epochs != recorded.epochs:
+            _write_text(out / RECIPE_FILE, recorded.replace(epochs=epochs).to_yaml())
+    return resume(out, runtime=runtime)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, checks: Path = CHECKS) -> dict:
+    """Stage 4: the issue's quality figures for a model, on the held-out windows and `checks`."""
+    import torch
+
+    from asttag.datasets import load_dataset
+    from asttag.hub import load_model
+    from asttag.inference import example_logits
+    from asttag.metrics import evaluate_scores
+
+    model = load_model(str(model_path), device=device)
+    splits = load_dataset("manifest", heldout, label_file=heldout.parent / "labels.csv")
+    examples = splits.train
+    logits = example_logits(model, examples, device=device)
+    student = model.probabilities(torch.from_numpy(logits)).numpy()
+    teacher = np.stack([e.soft for e in examples])
+    meta = [json.loads(line) for line in heldout.read_text("utf-8").splitlines() if line.strip()]
+    names = model.labels.names
+    speech, music = names.index("Speech"), names.index("Music")
+    teacher_top, student_top = teacher.argmax(axis=1), student.argmax(axis=1)
+    result = {
+        "model": str(model_path),
+        "windows": len(examples),
+        "top1_agreement": evaluate_scores(student, teacher).accuracy,
+        "mAP_teacher_ge_0.3": evaluate_scores(student, (teacher >= POSITIVE).astype(np.float32)).mAP,
+        "speech_top_on_heldout_speech": _share(student_top, teacher_top, speech),
+        "music_top_on_heldout_music": _share(student_top, teacher_top, music),
+        "by_source": _by_source(meta, student_top, teacher_top),
+        "checks": heldout_checks(model, corpus, checks=checks),
+    }
+    result["checks_passed"] = sum(c["in_top3"] for c in result["checks"])
+    return result
+
+
+def _share(student_top: np.ndarray, teacher_top: np.ndarray, label: int) -> dict:
+    """Of the windows whose teacher top class is `label`, how many have it as the student's."""
+    mine = teacher_top == label
+    return {"windows": int(mine.sum()), "share": float((student_top[mine] == label).mean()) if mine.any() else None}
+
+
+def _by_source(meta: list[dict], student_top: np.ndarray, teacher_top: np.ndarray) -> dict:
+    out = {}
+    for package in sorted({m["package"] for m in meta}):
+        mine = np.array([m["package"] == package for m in meta])
+        out[package] = {"windows": int(mine.sum()),
+                        "top1_agreement": float((student_top[mine] == teacher_top[mine]).mean())}
+    return out
+
+
+def heldout_checks(model, corpus: Path, *, checks: Path = CHECKS) -> list[dict]:
+    """The held-out everyday sounds of `checks` (clip, expected): is the expected class among
+    the top 3 at `asttag tag`'s default settings?"""
+    import csv
+
+    from asttag.tagger import Tagger
+
+    tagger = Tagger(model, device="cpu", top_k=3)
+    results = []
+    with checks.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            top = [tag.label for tag in tagger.tag(corpus / row["clip"]).tags]
+            results.append({"clip": row["clip"], "expected": row["expected"], "top3": top,
+                            "in_top3": row["expected"] in top})
+    return results
+
+
+# --------------------------------------------------------------------------- export and speed
+
+
+def export(model_path: Path, out: Path) -> Path:
+    """The model with fp16 weights (half the bytes; loading casts them back to fp32)."""
+    from asttag.checkpoint import read_metadata, save
+    from asttag.hub import load_model
+
+    model = load_model(str(model_path))
+    extra = {**read_metadata(model_path)["extra"], "weights": "fp16"}
+    return save(model.half(), out, extra=extra)
+
+
+CANDIDATES = {
+    # name: (preset, depth, mel bins, frames, stride)
+    "tiny224 d12 128mel s16": ("tiny224", 12, 128, 1024, 16),
+    "tiny224 d12 128mel s12": ("tiny224", 12, 128, 1024, 12),
+    "tiny224 d12 128mel 512fr s16": ("tiny224", 12, 128, 512, 16),
+    "small224 d6 128mel s16": ("small224", 6, 128, 1024, 16),
+    "tiny224 d12 64mel s16": ("tiny224", 12, 64, 1024, 16),
+    "tiny224 d8 64mel s16": ("tiny224", 8, 64, 1024, 16),
+    "tiny224 d6 128mel s16": ("tiny224", 6, 128, 1024, 16),
+    "tiny224 d6 64mel s16": ("tiny224", 6, 64, 1024, 16),
+    "tiny224 d4 64mel s16": ("tiny224", 4, 64, 1024, 16),
+}
+
+
+def measure(out_dir: Path, *, minutes: float = 10.0) -> list[dict]:
+    """Speed and size of each candidate: the tagger at `asttag tag`'s defaults (fp32, batch 8,
+    hop = window) on a generated file; fp16 weights on disk. Wall time depends on what else runs
+    on the machine; CPU time / 2 estimates an idle 2-core machine."""
+    import soundfile as sf
+    import torch
+
+    from asttag.checkpoint import save
+    from asttag.features import FeatureConfig
+    from asttag.hub import load_model
+    from asttag.labels import audioset
+    from asttag.model import AST, ASTConfig
+    from asttag.tagger import Tagger
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    audio = out_dir / "tone_and_noise.flac"
+    seconds = minutes * 60
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    sf.write(str(audio), (0.1 * np.sin(2 * np.pi * 440 * t) + 0.05 * noise).astype(np.float32), SAMPLE_RATE)
+    table = []
+    for name, (preset, depth, mel, frames, stride) in CANDIDATES.items():
+        config = ASTConfig.from_preset(preset, depth=depth, num_mel_bins=mel, target_length=frames,
+                                       stride=(stride, stride))
+        model = AST(config, features=FeatureConfig(num_mel_bins=mel, target_length=frames), labels=audioset())
+        path = save(model.half(), out_dir / "candidate.safetensors")
+        tagger = Tagger(load_model(str(path)), device="cpu")
+        tagger.tag(audio)  # warm-up: first-call allocations are not the steady state
+        wall, cpu = time.perf_counter(), time.process_time()
+        tagger.tag(audio)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        table.append({
+            "candidate": name, "tokens": config.num_patches, "gflops_per_window": round(config.flops_per_window / 1e9, 2),
+            "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+            "mb_fp16": round(path.stat().st_size / 1e6, 1), "x_realtime_wall": round(seconds / wall),
+            "x_realtime_cpu_time_2_cores": round(seconds / (cpu / 2)),
+            "threads": torch.get_num_threads(), "load_average": round(os.getloadavg()[0], 1),
+        })
+        log.info("%s", table[-1])
+    return table
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build(args: argparse.Namespace) -> dict:
+    from asttag.recipes import load_recipe
+    from asttag.yamnet import YamnetTeacher
+
+    teacher_file = args.teacher or Path(json.loads((args.corpus / "packages.json").read_text())["teacher"]["file"])
+    teacher = YamnetTeacher.from_file(teacher_file, num_threads=1)
+    recipe = load_recipe(RECIPE)
+    window_seconds = recipe.target_length / 100  # 10 ms frames
+    data = args.run / "data"
+    started = time.time()
+    build_train_windows(args.corpus, data, teacher, count=args.windows, window_seconds=window_seconds,
+                        seed=args.seed, mix_p=args.mix, speed_p=args.speed)
+    heldout, _ = build_heldout_windows(args.corpus, data, teacher)
+    log.info("windows ready in %.0f s", time.time() - started)
+    result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers)
+    best = result.run_dir / "best.safetensors"
+    evaluation = {**evaluate(best, heldout, args.corpus, device=args.device), "training": result.summary}
+    _write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
+    return evaluation
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="windows, teacher, training, evaluation (resumable)")
+    b.add_argument("--corpus", type=Path, required=True, help="the built corpus (default_corpus.py)")
+    b.add_argument("--run", type=Path, required=True, help="working directory: windows, run, evaluation")
+    b.add_argument("--teacher", type=Path, help="YAMNet .tflite (default: the corpus's)")
+    b.add_argument("--windows", type=int, default=3000, help="augmented training windows (one epoch)")
+    b.add_argument("--mix", type=float, default=0.5, help="share of windows mixing two clips")
+    b.add_argument("--speed", type=float, default=0.5, help="share of clips with a speed/pitch change")
+    b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--workers", type=int, default=0, help="decoding processes for training")
+    e = commands.add_parser("evaluate", help="the quality figures of any model on the held-out windows")
+    e.add_argument("model", type=Path)
+    e.add_argument("--corpus", type=Path, required=True)
+    e.add_argument("--run", type=Path, required=True, help="a build's working directory (its held-out windows)")
+    e.add_argument("--device", default="cpu")
+    x = commands.add_parser("export", help="write a model with fp16 weights (the shipped file)")
+    x.add_argument("model", type=Path)
+    x.add_argument("--out", type=Path, required=True)
+    m = commands.add_parser("measure", help="speed and size of the student candidates")
+    m.add_argument("--out", type=Path, required=True, help="folder for the test file and the table")
+    m.add_argument("--minutes", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    commands: dict[str, Callable[[], object]] = {
+        "build": lambda: build(args),
+        "evaluate": lambda: evaluate(args.model, args.run / "data" / "heldout.jsonl", args.corpus, device=args.device),
+        "export": lambda: str(export(args.model, args.out)),
+        "measure": lambda: measure(args.out, minutes=args.minutes),
+    }
+    print(json.dumps(commands[args.command](), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""Distillation: teacher targets (YAMNet-style frame teachers and asttag-model teachers), soft
+manifests, `asttag distill`, and the default model's rebuild recipe at a tiny scale with a fake
+teacher standing in for YAMNet. Nothing is downloaded; no corpus is read."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from asttag import yamnet
+from asttag.cli import app
+from asttag.checkpoint import save
+from asttag.distill import (
+    DistillError,
+    ModelTeacher,
+    SoftTarget,
+    cut_windows,
+    read_soft_manifest,
+    soft_record,
+    teacher_scores,
+    window_scores,
+    write_soft_manifest,
+)
+from asttag.features import FeatureConfig
+from asttag.labels import LabelSet, audioset
+from asttag.model import AST
+
+from conftest import tiny_config, write_tone
+
+RATE = 16000
+REPO = Path(__file__).resolve().parents[1]
+SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"
+
+
+class FakeYamnet:
+    """Stands in for YamnetTeacher: frames at YAMNet's hop; loud frames score Speech 0.9,
+    quiet ones Music 0.6, and frame i scores Dog i / 10 (so a window's max is checkable)."""
+
+    def __init__(self) -> None:
+        names = yamnet.default_labels()
+        self.columns = {name: names.index(name) for name in (SPEECH, MUSIC, DOG)}
+
+    def frame_scores(self, wave16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = yamnet.frame_count(len(wave16k))
+        scores = np.full((n, yamnet.NUM_CLASSES), 0.01, dtype=np.float32)
+        for i in range(n):
+            piece = wave16k[i * yamnet.HOP_SAMPLES : i * yamnet.HOP_SAMPLES + yamnet.FRAME_SAMPLES]
+            loud = piece.size and float(np.abs(piece).max()) > 0.3
+            scores[i, self.columns[SPEECH if loud else MUSIC]] = 0.9 if loud else 0.6
+            scores[i, self.columns[DOG]] = min(1.0, i / 10)
+        times = np.arange(n) * yamnet.HOP_SECONDS + yamnet.FRAME_SECONDS / 2
+        return times, scores
+
+    def to_audioset(self, scores: np.ndarray) -> np.ndarray:
+        return yamnet.to_audioset(scores)
+
+
+def _wave(seconds: float, level: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (level * np.sin(2 * np.pi * rng.uniform(200, 2000) * t)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- target mapping
+
+
+def test_window_scores_take_the_max_over_frames_and_leave_missing_classes_without_signal():
+    labels = audioset()
+    scores = window_scores(FakeYamnet(), _wave(3.0, 0.5))
+    frames = yamnet.frame_count(3 * RATE)
+    assert scores.shape == (527,)
+    assert scores[labels.index(DOG)] == pytest.approx((frames - 1) / 10)  # the last frame's
+    assert scores[labels.index(SPEECH)] == pytest.approx(0.9)
+    missing = [labels.index(name) for name in yamnet.MISSING_AUDIOSET_CLASSES]
+    assert np.isnan(scores[missing]).all()
+    assert np.isfinite(np.delete(scores, missing)).all()
+
+
+def test_soft_manifest_round_trip_reads_missing_and_tiny_scores_as_zero(tmp_path):
+    labels = audioset()
+    clip = tmp_path / "w.flac"
+    sf.write(str(clip), _wave(1.0, 0.5), RATE)
+    scores = window_scores(FakeYamnet(), _wave(1.0, 0.5))
+    scores[labels.index("Bark")] = 1e-6  # under MIN_SCORE
+    manifest = write_soft_manifest([SoftTarget(clip, scores)], tmp_path / "m.jsonl", labels=labels)
+    record = json.loads(manifest.read_text().splitlines()[0])
+    assert record["path"] == "w.flac"
+    assert "/m/09x0r" in record["scores"]  # Speech, by AudioSet id
+    assert not set(record["scores"]) & {labels.ids[labels.index(n)] for n in yamnet.MISSING_AUDIOSET_CLASSES}
+    assert (tmp_path / "labels.csv").exists()
+
+    from asttag.datasets import load_dataset
+
+    splits = load_dataset("manifest", manifest, label_file=tmp_path / "labels.csv")
+    soft = splits.train[0].soft
+    assert splits.labels == labels and soft.shape == (527,)
+    expected = np.nan_to_num(np.round(scores, 4))
+    expected[labels.index("Bark")] = 0.0
+    np.testing.assert_allclose(soft, expected, atol=1e-6)
+    assert read_soft_manifest(manifest, labels=labels)[0].path == clip
+
+
+def test_soft_record_refuses_scores_of_another_label_set(tmp_path):
+    with pytest.raises(DistillError, match="3 scores for 527 labels"):
+        soft_record(SoftTarget(tmp_path / "x.flac", np.zeros(3)), audioset(), root=tmp_path)
+
+
+@pytest.mark.parametrize(("samples", "lengths"), [(25, [10, 10, 5]), (23, [10, 10]), (4, [4]), (20, [10, 10])])
+def test_cut_windows_keeps_a_short_tail_only_when_it_is_long_enough(samples, lengths):
+    pieces = cut_windows(np.arange(samples), window_samples=10, min_samples=5)
+    assert [len(p) for p in pieces] == lengths
+    assert np.concatenate(pieces).tolist() == list(range(sum(lengths)))
+
+
+def test_teacher_scores_of_a_frame_teacher_are_on_audioset(tmp_path):
+    windows = [(tmp_path / "a.flac", _wave(1.0, 0.5)), (tmp_path / "b.flac", _wave(2.0, 0.1))]
+    labels, scores = teacher_scores(FakeYamnet(), windows)
+    assert labels == audioset() and scores.shape == (2, 527)
+    assert scores[1, labels.index(MUSIC)] == pytest.approx(0.6)
+
+
+# --------------------------------------------------------------------------- model teachers
+
+
+def _teacher(**overrides) -> AST:
+    torch.manual_seed(0)
+    config = tiny_config(num_classes=4, num_mel_bins=32, target_length=64, **overrides)
+    labels = LabelSet(("a", "b", "c", "d"), ("/m/a", "/m/b", "/m/c", "/m/d"))
+    return AST(config, features=FeatureConfig(num_mel_bins=32, target_length=64, mean=-5.0, std=3.0),
+               labels=labels).eval()
+
+
+def test_model_teacher_scores_the_students_input_in_its_own_normalisation_and_label_order():
+    from asttag.ensemble import convert_input
+
+    teacher = _teacher()
+    student_features = FeatureConfig(num_mel_bins=32, target_length=48, mean=-4.0, std=4.5)
+    student_labels = LabelSet(("c", "a"), ("/m/c", "/m/a"))
+    hook = ModelTeacher(teacher, features=student_features, labels=student_labels)
+    x = torch.randn(3, 48, 32, requires_grad=False)
+    targets = hook(x, torch.zeros(3, 2))
+    with torch.no_grad():
+        expected = teacher.predict(convert_input(x, student_features, teacher.features))[:, [2, 0]]
+    torch.testing.assert_close(targets, expected)
+    # The targets take part in a loss with gradients: they must not be inference tensors.
+    logits = torch.zeros(3, 2, requires_grad=True)
+    torch.nn.functional.binary_cross_entropy_with_logits(logits, targets).backward()
+    assert logits.grad is not None
+
+
+def test_model_teacher_refuses_other_mel_bins_and_unknown_classes():
+    teacher = _teacher()
+    with pytest.raises(DistillError, match="--mel-bins 32"):
+        ModelTeacher(teacher, features=FeatureConfig(num_mel_bins=64, target_length=64), labels=teacher.labels)
+    with pytest.raises(DistillError, match="does not know.*'e'"):
+        ModelTeacher(teacher, features=teacher.features, labels=LabelSet(("a", "e"), ("/m/a", "/m/e")))
+
+
+def test_model_teacher_targets_replace_the_datas_in_training(tmp_path):
+    """Through the engine's TargetSource hook, a student trained on clips whose manifest says
+    nothing (all scores 0) learns the teacher's scores."""
+    from asttag.recipes import Recipe
+    from asttag.training import train
+
+    teacher = _teacher()
+    clips = [write_tone(tmp_path / f"{i}.wav", freq=300 + 400 * i, seconds=0.7) for i in range(4)]
+    lines = [json.dumps({"path": c.name, "scores": {}}) for c in clips]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.csv").write_text(teacher.labels.to_csv())
+    recipe = Recipe(name="t", dataset="manifest", epochs=1, batch_size=4, lr=1e-3,
+                    data_dir=str(tmp_path / "m.jsonl"), data={"label_file": str(tmp_path / "labels.csv")},
+                    size="tiny224", model={"embed_dim": 32, "depth": 1, "num_heads": 2},
+                    stride=(16, 16), num_mel_bins=32, target_length=64)
+    seen = []
+
+    class Spy(ModelTeacher):
+        def __call__(self, inputs, targets):
+            out = super().__call__(inputs, targets)
+            seen.append((targets.clone(), out))
+            return out
+
+    features = FeatureConfig(num_mel_bins=32, target_length=64, mean=recipe.norm_mean, std=recipe.norm_std)
+    train(recipe, tmp_path / "run", targets=Spy(teacher, features=features, labels=teacher.labels))
+    assert seen and all(float(data.abs().sum()) == 0 for data, _ in seen)
+    assert all(float(out.min()) > 0 for _, out in seen)
+
+
+# --------------------------------------------------------------------------- asttag distill
+
+
+def _recipe_file(path: Path, **overrides) -> Path:
+    recipe = {"name": "tiny-student", "dataset": "manifest", "init": "none", "size": "tiny224",
+              "model": {"embed_dim": 32, "depth": 1, "num_heads": 2}, "stride": [16, 16],
+              "num_mel_bins": 32, "target_length": 64, "epochs": 1, "batch_size": 4, "lr": 1e-3,
+              "metric": "mAP", **overrides}
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_distill_command_trains_a_student_of_a_model_teacher_and_resumes(tmp_path):
+    teacher = save(_teacher(), tmp_path / "teacher.safetensors")
+    data = tmp_path / "audio"
+    data.mkdir()
+    for i in range(5):
+        write_tone(data / f"{i}.wav", freq=300 + 500 * i, seconds=1.5 if i else 0.3)
+    run = tmp_path / "run"
+    runner = CliRunner()
+    args = ["distill", str(data), "--teacher", str(teacher), "--recipe", str(_recipe_file(tmp_path / "r.yaml")),
+            "--out", str(run), "--device", "cpu", "--quiet", "-D", "valid_fraction=0.3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["epochs"] == 1
+    # 1.5 s recordings at 0.64 s windows: two windows each (the 0.22 s tail is dropped).
+    lines = (run / "windows" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 4 * 2 + 1
+    assert set(json.loads(lines[0])["scores"]) <= {"/m/a", "/m/b", "/m/c", "/m/d"}
+
+    from asttag.hub import load_model
+
+    student = load_model(str(run / "best.safetensors"))
+    assert student.labels == _teacher().labels and student.config.depth == 1
+
+    more = runner.invoke(app, ["distill", "--resume", str(run), "--device", "cpu", "--quiet"])
+    assert more.exit_code == 0, more.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already holds a distillation" in again.output
+
+
+def test_distill_command_says_which_mel_bins_a_model_teacher_needs(tmp_path):
+    teacher = save(_teacher(), tmp_path / "teacher.safetensors")
+    write_tone(tmp_path / "a.wav")
+    result = CliRunner().invoke(app, [
+        "distill", str(tmp_path / "a.wav"), "--teacher", str(teacher), "--mel-bins", "64",
+        "--recipe", str(_recipe_file(tmp_path / "r.yaml")), "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 1
+    assert "--mel-bins 32" in result.output
+    assert not (tmp_path / "run" / "windows").exists()  # refused before any work
+
+
+def test_distill_command_needs_data_and_a_teacher():
+    result = CliRunner().invoke(app, ["distill"])
+    assert result.exit_code == 2 and "--teacher" in result.output
+
+
+# --------------------------------------------------------------------------- the rebuild recipe
+
+
+@pytest.fixture(scope="module")
+def recipe_module():
+    path = REPO / "models" / "recipes" / "default_model.py"
+    spec = importlib.util.spec_from_file_location("default_model", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["default_model"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["default_model"]
+
+
+def _fake_corpus(root: Path) -> Path:
+    """A corpus manifest in default_corpus.py's layout: a few generated clips per kind."""
+    rows = []
+    for i, (kind, level, collection, split) in enumerate([
+        ("Speech", 0.8, "voices", "train"), ("Speech", 0.8, "voices", "train"),
+        ("Music", 0.1, "songs", "train"), ("Music", 0.1, "songs", "train"),
+        ("Dog", 0.5, "effects", "train"), ("Speech", 0.8, "other-voices", "heldout"),
+        ("Music", 0.1, "other-songs", "heldout"),
+    ]):
+        clip = f"clips/{collection}/{i}.flac"
+        (root / clip).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / clip), _wave(2.0 + i % 3, level, seed=i), RATE)
+        rows.append({"clip": clip, "split": split, "collection": collection, "package": collection,
+                     "top": [[kind, 0.9]], "duration": 2.0 + i % 3})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_draw_weights_share_kinds_as_configured(recipe_module):
+    rows = [{"top": [["Music", 1]], "collection": "m"}] * 8 + [{"top": [["Speech", 1]], "collection": "s"}] * 2 \
+        + [{"top": [["Dog", 1]], "collection": "d"}]
+    weights = recipe_module.draw_weights(rows)
+    assert weights[:8].sum() == pytest.approx(recipe_module.KIND_SHARES["music"])
+    assert weights[8:10].sum() == pytest.approx(recipe_module.KIND_SHARES["speech"])
+    assert weights[10] == pytest.approx(recipe_module.KIND_SHARES["other"])
+
+
+def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monkeypatch):
+    """Windows (augmented, resumable by shard), held-out windows, one epoch of the shipped
+    student recipe, evaluation: the path `default_model.py build` takes, with a fake teacher."""
+    m = recipe_module
+    corpus = _fake_corpus(tmp_path / "corpus")
+    data = tmp_path / "run" / "data"
+    monkeypatch.setattr(m, "SHARD", 4)
+    teacher = FakeYamnet()
+    train = m.build_train_windows(corpus, data, teacher, count=6, window_seconds=3.0, seed=1,
+                                  mix_p=0.5, speed_p=0.5)
+    lines = train.read_text().splitlines()
+    assert len(lines) == 6 and sorted(p.name for p in (data / "shards").iterdir()) == ["0000.jsonl", "0001.jsonl"]
+    assert any(len(json.loads(line)["from"]) == 2 for line in lines)  # some windows are mixtures
+    for line in lines:
+        info = sf.info(str(data / json.loads(line)["path"]))
+        assert info.samplerate == RATE and info.duration <= 3.0 + 1e-6
+
+    first = (data / "shards" / "0000.jsonl").stat().st_mtime_ns
+    (data / "shards" / "0001.jsonl").unlink()  # as if interrupted in the second shard
+    again = m.build_train_windows(corpus, data, teacher, count=6, window_seconds=3.0, seed=1,
+                                  mix_p=0.5, speed_p=0.5)
+    assert (data / "shards" / "0000.jsonl").stat().st_mtime_ns == first
+    assert again.read_text().splitlines() == lines  # rebuilt identically
+
+    heldout, valid = m.build_heldout_windows(corpus, data, teacher)
+    assert len(heldout.read_text().splitlines()) == 2 and valid.exists()
+
+    result = m.train_student(tmp_path / "run", data, epochs=1, device="cpu", workers=0)
+    assert result.summary["epochs"] == 1
+    checks = tmp_path / "checks.csv"
+    checks.write_text("clip,expected,why\nclips/other-voices/5.flac,Speech,a voice\n")
+    figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks)
+    assert figures["windows"] == 2 and 0 <= figures["top1_agreement"] <= 1
+    assert figures["speech_top_on_heldout_speech"]["windows"] == 1
+    assert len(figures["checks"]) == 1 and len(figures["checks"][0]["top3"]) == 3
+
+    shipped = m.export(result.run_dir / "best.safetensors", tmp_path / "default.safetensors")
+    assert shipped.stat().st_size < (result.run_dir / "best.safetensors").stat().st_size * 0.6
+    from asttag.hub import load_model
+
+    assert next(load_model(str(shipped)).parameters()).dtype == torch.float32
