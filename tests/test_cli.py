@@ -105,3 +105,12 @@ def test_models_info_describes_an_ensemble_bundle(tmp_path):
     assert "member 1" in text.stdout and "stride 8/8" in text.stdout
     refused = runner.invoke(app, ["models", "convert", str(bundle), str(tmp_path / "x.safetensors")])
     assert refused.exit_code == 1 and "ensemble bundle" in refused.output
+
+
+def test_library_warnings_reach_stderr_not_stdout(tmp_path):
+    path = checkpoint.save(tiny_model(), tmp_path / "m.safetensors")  # eps 1e-6 / 1e-5
+    result = runner.invoke(app, ["models", "convert", str(path), str(tmp_path / "hf"), "--to",
+                                 "transformers"])
+    assert result.exit_code == 0, result.output
+    assert "one layer_norm_eps" in result.stderr
+    assert result.stdout == ""
