@@ -124,3 +124,21 @@ def test_attention_runs_through_sdpa(monkeypatch):
 def test_flops_per_window_counts_the_base_model():
     # 12 blocks x (12 n d^2 + 2 n^2 d) multiply-adds with n = 1214 tokens, d = 768: ~260 GFLOPs.
     assert 2.55e11 < ASTConfig().flops_per_window < 2.65e11
+
+
+def test_encoder_block_equals_timms_vit_block():
+    # asttag writes its own block (importing timm costs every start ~2.5 s); it must stay a
+    # drop-in for timm's, parameter names included, so that DeiT weights load unchanged.
+    from functools import partial
+
+    from timm.models.vision_transformer import Block as TimmBlock
+
+    from asttag.model import Block
+
+    torch.manual_seed(0)
+    ours = Block(48, 4, mlp_ratio=4.0, eps=1e-6).eval()
+    theirs = TimmBlock(48, 4, mlp_ratio=4.0, qkv_bias=True,
+                       norm_layer=partial(torch.nn.LayerNorm, eps=1e-6)).eval()
+    assert theirs.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 17, 48)
+    torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=0)
