@@ -36,6 +36,7 @@ __all__ = [
     "from_transformers",
     "to_transformers",
     "load_state",
+    "model_from_description",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,16 +103,21 @@ def read_metadata(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: damaged asttag metadata ({e})") from None
 
 
-def _load_asttag(path: Path) -> AST:
-    meta = read_metadata(path)
+def model_from_description(description: dict, *, source: str) -> AST:
+    """An AST (untrained) from stored config, features and labels dictionaries."""
     try:
-        model = AST(
-            ASTConfig.from_dict(meta["config"]),
-            features=FeatureConfig.from_dict(meta["features"]),
-            labels=LabelSet.from_dict(meta["labels"]),
+        return AST(
+            ASTConfig.from_dict(description["config"]),
+            features=FeatureConfig.from_dict(description["features"]),
+            labels=LabelSet.from_dict(description["labels"]),
         )
     except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: inconsistent model description ({e})") from None
+        raise CheckpointError(f"{source}: inconsistent model description ({e})") from None
+
+
+def _load_asttag(path: Path) -> AST:
+    meta = read_metadata(path)
+    model = model_from_description(meta, source=str(path))
     load_state(model, read_tensors(path), source=str(path))
     model.extra = dict(meta["extra"])
     return model

@@ -22,10 +22,9 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_path
 from .averaging import label_problems
-from .checkpoint import CheckpointError, load_state, read_tensors
+from .checkpoint import CheckpointError, load_state, model_from_description, read_tensors
 from .features import FeatureConfig, normalize, pad_or_crop
 from .labels import LabelSet
-from .model import AST, ASTConfig
 
 if TYPE_CHECKING:  # evaluation pulls in scikit-learn, which loading a bundle does not need
     from .evaluation import Predictions
@@ -198,16 +197,7 @@ def load_bundle(path: str | Path) -> Ensemble:
     tensors = read_tensors(path)
     members = []
     for i, described in enumerate(meta["members"]):
-        try:
-            member = AST(
-                ASTConfig.from_dict(described["config"]),
-                features=FeatureConfig.from_dict(described["features"]),
-                labels=LabelSet.from_dict(described["labels"]),
-            )
-        except (TypeError, ValueError, KeyError) as e:
-            raise CheckpointError(
-                f"{path}: member {i}: inconsistent model description ({e})"
-            ) from None
+        member = model_from_description(described, source=f"{path}: member {i}")
         prefix = f"members.{i}."
         state = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
         load_state(member, state, source=f"{path} member {i}")
