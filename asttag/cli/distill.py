@@ -81,7 +81,7 @@ def distill(
     sets += [f"{key}={value}" for key, value in (
         ("model.depth", depth), ("num_mel_bins", mel_bins), ("target_length", length)) if value is not None]
     options = list(data_option or [])
-    if not any(option.startswith("valid_fraction=") for option in options):
+    if not any(option.startswith(("valid=", "valid_fraction=")) for option in options):
         options.append(f"valid_fraction={DEFAULT_VALID_FRACTION}")
     base = _build_recipe(
         recipe, dataset="manifest", data_dir=None, data_option=options, init=None,
