@@ -20,7 +20,6 @@ the model card says so.
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,8 +57,6 @@ __all__ = [
     "distill",
     "resume_distill",
 ]
-
-log = logging.getLogger(__name__)
 
 # Scores below this are written as 0: they change no ranking a user sees, and leaving them out
 # keeps a manifest of thousands of 527-class windows small.
@@ -268,7 +265,7 @@ def teacher_scores(
     """The teacher's label set and its scores [windows, classes] for every window.
 
     A frame teacher (YAMNet) is mapped to AudioSet's 527 classes (NaN: no signal); an asttag
-    model scores each window as one input.
+    model scores each window as one input, cut or zero-padded to its own length.
     """
     if hasattr(teacher, "frame_scores"):
         from .labels import audioset
