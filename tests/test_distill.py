@@ -322,6 +322,10 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
 
     result = m.train_student(tmp_path / "run", data, epochs=1, device="cpu", workers=0)
     assert result.summary["epochs"] == 1
+    # A later run goes on from the last epoch, to the epoch count it is given.
+    result = m.train_student(tmp_path / "run", data, epochs=2, device="cpu", workers=0)
+    assert result.summary["epochs"] == 2
+    assert [r["epoch"] for r in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines())] == [1, 2]
     checks = tmp_path / "checks.csv"
     checks.write_text("clip,expected,why\nclips/other-voices/5.flac,Speech,a voice\n")
     figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks)
