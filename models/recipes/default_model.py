@@ -129,8 +129,10 @@ def make_window(
         wave = wave[start : start + window_samples]
     used = [first["clip"]]
     if rng.random() < mix_p:
-        while (second := rows[rng.choice(len(rows), p=weights)])["collection"] == first["collection"]:
-            pass
+        elsewhere = weights * np.array([r["collection"] != first["collection"] for r in rows])
+        if not elsewhere.any():
+            raise SystemExit("mixtures need clips from at least two sources (collections)")
+        second = rows[rng.choice(len(rows), p=elsewhere / elsewhere.sum())]
         other = augmented(read_clip(corpus, second), rng, speed_p=speed_p)
         other = other[: window_samples] * 10 ** (rng.uniform(-10, 5) / 20)
         offset = int(rng.integers(max(1, window_samples - len(other) + 1)))
