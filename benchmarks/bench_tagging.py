@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_memory import RATE, write_recording, write_model
+from bench_memory import write_model, write_recording
 
 WINDOW_SECONDS = 10.24
 DEFAULT_MINUTES = 16 * WINDOW_SECONDS / 60  # two full batches of 8
@@ -108,6 +108,7 @@ def run_transformers(recording: Path, exported: Path, *, batch_size: int, device
     clip = windows.max(axis=0)
     labels = model.config.id2label
     top = np.argsort(-clip)[:TOP]
+    # The text a user's script would print, as asttag's run writes its csv: both pay for it.
     io.StringIO().write("".join(f"{recording},{labels[int(c)]},{clip[c]:.6f}\n" for c in top))
     return Run(f"transformers {dtype}", time.perf_counter() - started, windows)
 
@@ -117,9 +118,12 @@ def agreement(run: Run, reference: Run) -> tuple[float, float]:
     if run.scores.shape != reference.scores.shape:
         raise SystemExit(f"{run.name}: scores {run.scores.shape}, reference {reference.scores.shape}")
     largest = float(np.abs(run.scores - reference.scores).max())
-    top = lambda s: np.argsort(-s, axis=1)[:, :TOP]  # noqa: E731
-    overlap = np.mean([len(set(a) & set(b)) for a, b in zip(top(run.scores), top(reference.scores))])
-    return largest, float(overlap)
+    pairs = zip(_top(run.scores), _top(reference.scores))
+    return largest, float(np.mean([len(set(a) & set(b)) for a, b in pairs]))
+
+
+def _top(scores: np.ndarray) -> np.ndarray:
+    return np.argsort(-scores, axis=1)[:, :TOP]
 
 
 def startup_seconds(command: list[str], repeats: int = 3) -> float:
