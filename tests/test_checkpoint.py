@@ -206,3 +206,25 @@ def test_transformers_labels_map_back_to_audioset_ids(tmp_path):
     assert checkpoint.load(tmp_path / "hf").labels == audioset()
     with pytest.raises(FileExistsError):
         checkpoint.to_transformers(model, tmp_path / "hf")
+
+
+def test_loading_fills_an_unallocated_model_and_computes_in_fp32(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tiny_model()
+    path = checkpoint.save(model, tmp_path / "m.safetensors")
+    meta = checkpoint.read_metadata(path)
+    # The same checkpoint with fp16 weights, as the embedded default model is stored.
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        raw_meta = f.metadata()
+    half = {k: v.half() for k, v in checkpoint.read_tensors(path).items()}
+    save_file(half, str(tmp_path / "half.safetensors"), metadata=raw_meta)
+    for source in (path, tmp_path / "half.safetensors"):
+        loaded = checkpoint.load(source)
+        assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in loaded.parameters())
+    assert meta["config"]["embed_dim"] == 32
+    x = torch.randn(1, 64, 32)
+    torch.testing.assert_close(checkpoint.load(tmp_path / "half.safetensors")(x), model(x),
+                               atol=5e-3, rtol=0)
