@@ -1,6 +1,6 @@
 """Training recipes: every number a training run depends on, kept as YAML.
 
-The paper's recipes ship in models/recipes/ (esc50, speechcommands, audioset-balanced,
+The paper's recipes ship inside the package, in asttag/data/recipes/ (esc50, speechcommands, audioset-balanced,
 audioset-full, and defaults for the folder and manifest layouts). A run writes its resolved
 recipe into its run directory, which is all `--resume` needs to go on.
 """
@@ -17,8 +17,8 @@ from .features import AUDIOSET_STATS
 
 __all__ = ["RecipeError", "Recipe", "RECIPE_DIR", "builtin_recipes", "load_recipe", "parse_override"]
 
-# The shipped recipes live beside the package in a source checkout (models/recipes/).
-RECIPE_DIR = Path(__file__).resolve().parents[1] / "models" / "recipes"
+# Package data, so that an installed asttag has them too (not only a source checkout).
+RECIPE_DIR = Path(__file__).resolve().parent / "data" / "recipes"
 
 LOSSES = ("bce", "ce")
 METRICS = ("auto", "accuracy", "mAP")

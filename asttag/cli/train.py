@@ -1,6 +1,6 @@
 """`asttag finetune` and `asttag train`: a recipe, with flags laid over it, run by the engine.
 
-The recipe comes from models/recipes/ (the data set's own, or --recipe NAME|FILE); each flag
+The recipe comes from asttag/data/recipes/ (the data set's own, or --recipe NAME|FILE); each flag
 given overrides one of its values and --set KEY=VALUE any other. The run directory's summary
 goes to stdout as JSON; progress and epoch lines go to stderr. Under torchrun every process
 runs this command and only rank 0 draws progress and prints.
@@ -108,7 +108,7 @@ def finetune(
 ) -> None:
     """Fine-tune an AST on ESC-50, Speech Commands, AudioSet-style data or your own.
 
-    Defaults are the paper's recipe for the data set (models/recipes/); flags override them.
+    Defaults are the paper's recipe for the data set (shipped recipes); flags override them.
     """
     runtime = _runtime(device, workers, cache_dir)
     if resume is not None:

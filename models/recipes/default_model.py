@@ -35,7 +35,7 @@ import numpy as np
 log = logging.getLogger("default_model")
 
 HERE = Path(__file__).resolve().parent
-RECIPE = HERE / "default-student.yaml"
+RECIPE = "default-student"  # shipped with asttag (asttag/data/recipes/)
 CHECKS = HERE / "default_heldout_checks.csv"
 SAMPLE_RATE = 16000
 SHARD = 250  # windows per shard: the unit a rerun resumes window building from
