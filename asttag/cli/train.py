@@ -312,7 +312,8 @@ def _report(summary: dict) -> None:
     if not _is_main():
         return
     best = summary["best"]
-    score = "n/a (no validation split)" if best["score"] is None else f"{best['score']:.4f}"
+    # No score: no validation split, or a metric undefined on it (e.g. mAP with no positives).
+    score = "n/a (not validated)" if best["score"] is None else f"{best['score']:.4f}"
     console.print(f"best {summary['metric']} {score} at epoch {summary['best_epoch']}; run in "
                   f"{escape(summary['run_dir'])}", highlight=False, soft_wrap=True)
     print(json.dumps(summary, indent=2))
