@@ -75,23 +75,35 @@ def save(model: AST, path: str | Path, *, extra: dict | None = None) -> Path:
     return path
 
 
-def read_metadata(path: str | Path) -> dict:
-    """The decoded metadata of an asttag checkpoint (config, features, labels, extra)."""
+def safetensors_header(path: str | Path) -> dict[str, str]:
+    """The raw string metadata of a .safetensors file (empty when it has none)."""
     from safetensors import safe_open
 
-    path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
-            raw = f.metadata() or {}
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises several types for a damaged header
         raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
-    if raw.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: a .safetensors file without asttag metadata")
+
+
+def checked_header(path: Path, *, format_name: str, max_version: int, what: str) -> dict[str, str]:
+    """The metadata of a file marked `format_name`, refused if a newer asttag wrote it."""
+    raw = safetensors_header(path)
+    if raw.get("format") != format_name:
+        raise CheckpointError(f"{path}: not {what}")
     version = int(raw.get("format_version", "0"))
-    if version > FORMAT_VERSION:
+    if version > max_version:
         raise CheckpointError(
-            f"{path}: written by a newer asttag (format {version}); upgrade asttag to read it"
+            f"{path}: {what} written by a newer asttag (format {version}); upgrade asttag to read it"
         )
+    return raw
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The decoded metadata of an asttag checkpoint (config, features, labels, extra)."""
+    path = Path(path)
+    raw = checked_header(path, format_name=FORMAT_NAME, max_version=FORMAT_VERSION,
+                         what="an asttag checkpoint")
     try:
         return {
             "asttag_version": raw.get("asttag_version"),

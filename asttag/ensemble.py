@@ -22,7 +22,14 @@ from torch import nn
 from . import __version__
 from .atomic import atomic_path
 from .averaging import label_problems
-from .checkpoint import CheckpointError, load_state, model_from_description, read_tensors
+from .checkpoint import (
+    CheckpointError,
+    checked_header,
+    load_state,
+    model_from_description,
+    read_tensors,
+    safetensors_header,
+)
 from .features import FeatureConfig, normalize, pad_or_crop
 from .labels import LabelSet
 
@@ -151,23 +158,13 @@ def save_bundle(ensemble: Ensemble, path: str | Path, *, extra: dict | None = No
     return path
 
 
-def _raw_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for a damaged header
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
-
-
 def is_bundle(path: str | Path) -> bool:
     """Whether `path` is a .safetensors file marked as an asttag ensemble bundle."""
     path = Path(path)
     if path.suffix != ".safetensors" or not path.is_file():
         return False
     try:
-        return _raw_metadata(path).get("format") == BUNDLE_FORMAT
+        return safetensors_header(path).get("format") == BUNDLE_FORMAT
     except CheckpointError:
         return False
 
@@ -175,15 +172,8 @@ def is_bundle(path: str | Path) -> bool:
 def read_bundle_metadata(path: str | Path) -> dict:
     """The decoded metadata of a bundle: {"members": [...], "extra": {...}}."""
     path = Path(path)
-    raw = _raw_metadata(path)
-    if raw.get("format") != BUNDLE_FORMAT:
-        raise CheckpointError(f"{path}: not an asttag ensemble bundle")
-    version = int(raw.get("format_version", "0"))
-    if version > BUNDLE_VERSION:
-        raise CheckpointError(
-            f"{path}: written by a newer asttag (bundle format {version}); "
-            "upgrade asttag to read it"
-        )
+    raw = checked_header(path, format_name=BUNDLE_FORMAT, max_version=BUNDLE_VERSION,
+                         what="an asttag ensemble bundle")
     try:
         return {"members": json.loads(raw["members"]), "extra": json.loads(raw.get("extra", "{}"))}
     except (KeyError, json.JSONDecodeError) as e:

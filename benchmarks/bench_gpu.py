@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_memory import write_recording
-from bench_tagging import agreement, base_model, run_asttag, run_transformers
+from bench_tagging import agreement, prepare, run_asttag, run_transformers
 
 
 def model_only(model_path: Path, *, batch_size: int, batches: int) -> float:
@@ -59,12 +58,7 @@ def main() -> None:
         print("skipped: no CUDA GPU")
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        model, exported = base_model(folder)
-        recording = folder / f"bench-{args.minutes:g}min-48k-stereo.wav"
-        if not recording.exists():
-            write_recording(recording, args.minutes)
+        model, exported, recording = prepare(args.dir or Path(tmp), args.minutes)
         reference = run_transformers(recording, exported, batch_size=args.batch_size,
                                      device="cuda", dtype="bfloat16")
         ours = run_asttag(recording, model, precision="bf16", batch_size=args.batch_size,

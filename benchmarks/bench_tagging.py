@@ -64,6 +64,16 @@ def base_model(folder: Path) -> tuple[Path, Path]:
     return path, exported
 
 
+def prepare(folder: Path, minutes: float) -> tuple[Path, Path, Path]:
+    """The base model, its transformers export and the recording, written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model, exported = base_model(folder)
+    recording = folder / f"bench-{minutes:g}min-48k-stereo.wav"
+    if not recording.exists():
+        write_recording(recording, minutes)
+    return model, exported, recording
+
+
 def run_asttag(recording: Path, model: Path, *, precision: str, batch_size: int,
                workers: int, device: str = "cpu") -> Run:
     """`asttag tag RECORDING -m MODEL -f csv` as the CLI runs it, timed from loading the model."""
@@ -171,12 +181,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.dir or Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        model, exported = base_model(folder)
-        recording = folder / f"bench-{args.minutes:g}min-48k-stereo.wav"
-        if not recording.exists():
-            write_recording(recording, args.minutes)
+        model, exported, recording = prepare(args.dir or Path(tmp), args.minutes)
         print(f"before: {load_note()}", file=sys.stderr)
         best: dict[str, Run] = {}
         for _ in range(args.repeat):
