@@ -4,9 +4,11 @@ A file is read in blocks (audio.iter_blocks), the log-mel frames of each block a
 and windows of the model's input length are cut from them in the frame domain every `hop`. A
 window holds the frames wholly inside its own audio, so tagging a long recording gives, window for
 window, what tagging each window cut out as its own file gives. Windows from many files are
-batched together; every batch has the same shape (the last one is padded), which keeps each
-window's scores independent of its neighbours in the batch, so reruns, resumed runs and sharded
-runs agree to the bit (int8 excepted: dynamic quantisation scales by the whole batch).
+batched together, and each window's scores are independent of its neighbours in the batch, so
+reruns, resumed runs and sharded runs agree to the bit (int8 excepted: dynamic quantisation
+scales by the whole batch). On a CPU the model computes a window the same in a batch of any size
+(AST.classify; the tests check it), so the last batch runs with the windows it has; on other
+devices, whose kernels may depend on the batch shape, it is padded to the full shape.
 
 The model is used only through `features`, `labels`, `predict`, `to` and `eval`, so anything
 offering those (an ensemble bundle) tags like a single model.
@@ -442,7 +444,7 @@ class Tagger:
 
     def _predict(self, windows: torch.Tensor) -> list[np.ndarray]:
         n = windows.shape[0]
-        if n < self.batch_size:  # same shape every time: see the module's docstring
+        if n < self.batch_size and self.device.type != "cpu":  # see the module's docstring
             windows = torch.cat([windows, windows.new_zeros(self.batch_size - n, *windows.shape[1:])])
         with torch.inference_mode():
             x = windows.to(self.device, _DTYPES[self.precision])

@@ -142,3 +142,16 @@ def test_encoder_block_equals_timms_vit_block():
     assert theirs.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(2, 17, 48)
     torch.testing.assert_close(ours(x), theirs(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_window_scores_the_same_in_a_batch_of_any_size(dtype):
+    """The tagger runs a run's last batch with the windows it has (on a CPU): that is only
+    right if no window's logits depend on how many others share its batch."""
+    model = tiny_model(num_classes=527).eval().to(dtype)
+    torch.manual_seed(1)
+    x = torch.randn(8, model.config.target_length, model.config.num_mel_bins, dtype=dtype)
+    with torch.inference_mode():
+        full = model(x)
+        for size in (1, 3, 5):
+            assert torch.equal(model(x[:size]), full[:size]), f"batch of {size}"
