@@ -293,6 +293,19 @@ def test_draw_weights_share_kinds_as_configured(recipe_module):
     assert weights[10] == pytest.approx(recipe_module.KIND_SHARES["other"])
 
 
+def test_draw_weights_balance_classes_within_a_kind(recipe_module):
+    """Four dog clips and one horse clip: each class gets half of the other-sounds share."""
+    rows = [{"top": [["Dog", 0.9], ["Bark", 0.05]], "collection": "d"}] * 4 \
+        + [{"top": [["Horse", 0.9]], "collection": "h"}]
+    weights = recipe_module.draw_weights(rows)
+    assert weights[4] == pytest.approx(weights[:4].sum()) == pytest.approx(0.5)
+
+
+def test_a_clip_stands_for_its_top_class_and_other_strong_ones(recipe_module):
+    row = {"top": [["Dog", 0.05], ["Bark", 0.5], ["Growling", 0.09]]}
+    assert recipe_module.clip_labels(row) == {"Dog", "Bark"}
+
+
 def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monkeypatch):
     """Windows (augmented, resumable by shard), held-out windows, one epoch of the shipped
     student recipe, evaluation: the path `default_model.py build` takes, with a fake teacher."""
@@ -317,8 +330,11 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     assert (data / "shards" / "0000.jsonl").stat().st_mtime_ns == first
     assert again.read_text().splitlines() == lines  # rebuilt identically
 
-    heldout, valid = m.build_heldout_windows(corpus, data, teacher)
-    assert len(heldout.read_text().splitlines()) == 2 and valid.exists()
+    heldout, valid = m.build_heldout_windows(corpus, data, teacher, window_seconds=3.0)
+    # Clips of 4 s and 2 s in 3 s windows: 3 s + 1 s, and 2 s.
+    pieces = [json.loads(line) for line in heldout.read_text().splitlines()]
+    assert [round(sf.info(str(data / p["path"])).duration, 3) for p in pieces] == [3.0, 1.0, 2.0]
+    assert valid.exists()
 
     result = m.train_student(tmp_path / "run", data, epochs=1, device="cpu", workers=0)
     assert result.summary["epochs"] == 1
@@ -329,8 +345,8 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     checks = tmp_path / "checks.csv"
     checks.write_text("clip,expected,why\nclips/other-voices/5.flac,Speech,a voice\n")
     figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks)
-    assert figures["windows"] == 2 and 0 <= figures["top1_agreement"] <= 1
-    assert figures["speech_top_on_heldout_speech"]["windows"] == 1
+    assert figures["windows"] == 3 and 0 <= figures["top1_agreement"] <= 1
+    assert figures["speech_top_on_heldout_speech"]["windows"] == 2
     assert len(figures["checks"]) == 1 and len(figures["checks"][0]["top3"]) == 3
 
     shipped = m.export(result.run_dir / "best.safetensors", tmp_path / "default.safetensors")

@@ -39,7 +39,9 @@ RECIPE = "default-student"  # shipped with asttag (asttag/data/recipes/)
 CHECKS = HERE / "default_heldout_checks.csv"
 SAMPLE_RATE = 16000
 SHARD = 250  # windows per shard: the unit a rerun resumes window building from
-KIND_SHARES = {"speech": 0.3, "music": 0.3, "other": 0.4}  # the corpus is 69% music
+KIND_SHARES = {"speech": 0.2, "music": 0.3, "other": 0.5}  # the corpus is 69% music, 7% other
+MAX_SPEED = 1.25  # speed and pitch changes span 1/MAX_SPEED..MAX_SPEED
+LABEL_SCORE = 0.1  # a teacher score that makes a class one a clip stands for, in draw_weights
 POSITIVE = 0.3  # a teacher score counted as a positive label in the mAP
 VALID_WINDOWS = 300  # held-out windows scored after each epoch (all of them at the end)
 
@@ -61,27 +63,45 @@ def kind_of(row: dict) -> str:
     return {"Speech": "speech", "Music": "music"}.get(top, "other")
 
 
+def clip_labels(row: dict) -> set[str]:
+    """The classes a clip stands for: the teacher's top class and any other of its top
+    classes scoring at least LABEL_SCORE."""
+    top = row["top"]
+    return {name for i, (name, score) in enumerate(top) if i == 0 or score >= LABEL_SCORE}
+
+
 def draw_weights(rows: Sequence[dict]) -> np.ndarray:
-    """Sampling weights: each kind its KIND_SHARES share; within a kind, a source with n clips
-    weighs sqrt(n), so large sources still count more but no longer drown the small ones."""
-    groups = Counter((kind_of(r), r["collection"]) for r in rows)
-    per_kind = defaultdict(float)
-    for (kind, _), n in groups.items():
-        per_kind[kind] += math.sqrt(n)
-    weights = np.array([
-        KIND_SHARES[kind_of(r)] / per_kind[kind_of(r)] / math.sqrt(groups[kind_of(r), r["collection"]])
-        for r in rows
-    ])
+    """Sampling weights: each kind gets its KIND_SHARES share; within a kind, a clip weighs
+    the sum over its classes (clip_labels) of 1 / (clips having that class), the paper's
+    balanced sampling for AudioSet, so a class with 4 clips is drawn about as often as one
+    with 400 (each draw is augmented afresh and scored anew by the teacher)."""
+    counts = Counter(label for r in rows for label in clip_labels(r))
+    within = np.array([sum(1.0 / counts[label] for label in clip_labels(r)) for r in rows])
+    kinds = np.array([kind_of(r) for r in rows])
+    weights = np.zeros(len(rows))
+    for kind, share in KIND_SHARES.items():
+        mine = kinds == kind
+        if mine.any():
+            weights[mine] = share * within[mine] / within[mine].sum()
     return weights / weights.sum()
 
 
 # --------------------------------------------------------------------------- augmentation
 
 
-def read_clip(corpus: Path, row: dict) -> np.ndarray:
+def read_clip(corpus: Path, row: dict, rng: np.random.Generator | None = None,
+              samples: int | None = None) -> np.ndarray:
+    """A clip, or (with rng and samples) a random stretch of at most `samples` of it: only that
+    stretch is decoded, so long music costs no more than a short sound."""
     import soundfile as sf
 
-    wave, rate = sf.read(str(corpus / row["clip"]), dtype="float32")
+    path = str(corpus / row["clip"])
+    start, stop = 0, None
+    if samples is not None:
+        length = sf.info(path).frames
+        start = int(rng.integers(max(1, length - samples + 1)))
+        stop = start + samples
+    wave, rate = sf.read(path, start=start, stop=stop, dtype="float32")
     if rate != SAMPLE_RATE:
         raise SystemExit(f"{row['clip']}: {rate} Hz; the corpus holds {SAMPLE_RATE} Hz clips")
     return wave
@@ -102,7 +122,7 @@ def augmented(wave: np.ndarray, rng: np.random.Generator, *, speed_p: float) -> 
     """A clip with a random gain (peak -20..0 dBFS) and, with probability speed_p, a speed and
     pitch change of 0.8-1.25x."""
     if rng.random() < speed_p:
-        wave = change_speed(wave, float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
+        wave = change_speed(wave, float(np.exp(rng.uniform(-np.log(MAX_SPEED), np.log(MAX_SPEED)))))
     peak = float(np.abs(wave).max()) or 1.0
     return wave * (10 ** (rng.uniform(-20, 0) / 20) / peak)
 
@@ -123,7 +143,9 @@ def make_window(
     clip from another source is added at a random offset and level (-10..+5 dB).
     """
     first = rows[rng.choice(len(rows), p=weights)]
-    wave = augmented(read_clip(corpus, first), rng, speed_p=speed_p)
+    # A stretch long enough for the slowest speed change, cut to the window afterwards.
+    stretch = int(window_samples * MAX_SPEED)
+    wave = augmented(read_clip(corpus, first, rng, stretch), rng, speed_p=speed_p)
     if len(wave) > window_samples:
         start = int(rng.integers(len(wave) - window_samples + 1))
         wave = wave[start : start + window_samples]
@@ -133,7 +155,7 @@ def make_window(
         if not elsewhere.any():
             raise SystemExit("mixtures need clips from at least two sources (collections)")
         second = rows[rng.choice(len(rows), p=elsewhere / elsewhere.sum())]
-        other = augmented(read_clip(corpus, second), rng, speed_p=speed_p)
+        other = augmented(read_clip(corpus, second, rng, stretch), rng, speed_p=speed_p)
         other = other[: window_samples] * 10 ** (rng.uniform(-10, 5) / 20)
         offset = int(rng.integers(max(1, window_samples - len(other) + 1)))
         mixed = np.zeros(min(window_samples, max(len(wave), offset + len(other))), dtype=np.float32)
@@ -184,22 +206,31 @@ def build_train_windows(
     return _write_manifest(data / "train.jsonl", lines)
 
 
-def build_heldout_windows(corpus: Path, data: Path, teacher) -> tuple[Path, Path]:
-    """Stage 2: every held-out clip, unaugmented; and a fixed sample of them for validation."""
+def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: float) -> tuple[Path, Path]:
+    """Stage 2: every held-out clip cut into consecutive windows of the student's length (the
+    last one shorter), unaugmented, each scored by the teacher on what it holds; and a fixed
+    sample of them for validation."""
+    import soundfile as sf
+
     from asttag.distill import SoftTarget, soft_record, window_scores
     from asttag.labels import audioset
 
     heldout = data / "heldout.jsonl"
     valid = data / "valid.jsonl"
+    window = round(window_seconds * SAMPLE_RATE)
     if not heldout.exists():
         labels = audioset()
         lines = []
         for row in (r for r in read_corpus(corpus) if r["split"] == "heldout"):
-            path = corpus / row["clip"]
-            scores = window_scores(teacher, read_clip(corpus, row))
-            record = soft_record(SoftTarget(path, scores), labels, root=corpus)
-            record["path"] = str(path)  # absolute: the clips stay in the corpus
-            lines.append(json.dumps({**record, "package": row["package"], "kind": kind_of(row)}))
+            wave = read_clip(corpus, row)
+            # A tail under a tenth of a window is left out: too little to score on its own.
+            for start in range(0, max(1, len(wave) - window // 10), window):
+                piece = wave[start : start + window]
+                path = data / "heldout" / f"{row['clip']}.{start // window:02d}.flac"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(str(path), piece, SAMPLE_RATE, subtype="PCM_16")
+                record = soft_record(SoftTarget(path, window_scores(teacher, piece)), labels, root=data)
+                lines.append(json.dumps({**record, "package": row["package"], "kind": kind_of(row)}))
         _write_manifest(heldout, lines)
     if not valid.exists():
         lines = heldout.read_text("utf-8").splitlines()
@@ -449,7 +480,7 @@ def build(args: argparse.Namespace) -> dict:
     started = time.time()
     build_train_windows(args.corpus, data, teacher, count=args.windows, window_seconds=window_seconds,
                         seed=args.seed, mix_p=args.mix, speed_p=args.speed)
-    heldout, _ = build_heldout_windows(args.corpus, data, teacher)
+    heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers)
     best = result.run_dir / "best.safetensors"
@@ -465,7 +496,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--corpus", type=Path, required=True, help="the built corpus (default_corpus.py)")
     b.add_argument("--run", type=Path, required=True, help="working directory: windows, run, evaluation")
     b.add_argument("--teacher", type=Path, help="YAMNet .tflite (default: the corpus's)")
-    b.add_argument("--windows", type=int, default=3000, help="augmented training windows (one epoch)")
+    b.add_argument("--windows", type=int, default=20000, help="augmented training windows (one epoch)")
     b.add_argument("--mix", type=float, default=0.5, help="share of windows mixing two clips")
     b.add_argument("--speed", type=float, default=0.5, help="share of clips with a speed/pitch change")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
