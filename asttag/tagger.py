@@ -447,12 +447,17 @@ class Tagger:
         # int8 models are quantised already (_prepare); the rest of their ops run in fp32.
         return autocast(self.device, "fp32" if self.precision == "int8" else self.precision)
 
+    def predict(self, windows: torch.Tensor) -> torch.Tensor:
+        """Probabilities (B, classes) of a batch of model inputs as the tagger computes them:
+        on its device, in its precision; left on the device."""
+        with torch.inference_mode(), self._autocast():
+            return self.model.predict(windows.to(self.device))
+
     def _predict(self, windows: torch.Tensor) -> list[np.ndarray]:
         n = windows.shape[0]
         if n < self.batch_size and self.device.type != "cpu":  # see the module's docstring
             windows = torch.cat([windows, windows.new_zeros(self.batch_size - n, *windows.shape[1:])])
-        with torch.inference_mode(), self._autocast():
-            p = self.model.predict(windows.to(self.device)).float().cpu().numpy()
+        p = self.predict(windows).float().cpu().numpy()
         return list(p[:n])
 
     def _complete(self, order: int, pending: dict[int, _Pending],

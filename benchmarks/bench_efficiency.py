@@ -47,12 +47,10 @@ def model_work(precision: str, batch_size: int) -> tuple[Callable[[], object], f
     config = ASTConfig.from_preset("base384", num_classes=527)
     tagger = Tagger(AST(config, labels=audioset()), device="cpu", precision=precision,
                     batch_size=batch_size)
-    dtype = _MATMUL_DTYPES[precision]
-    x = torch.randn(batch_size, config.target_length, config.num_mel_bins).to(dtype)
+    x = torch.randn(batch_size, config.target_length, config.num_mel_bins)
 
     def forward() -> torch.Tensor:
-        with torch.inference_mode():
-            return tagger.model.predict(x)
+        return tagger.predict(x)
 
     return forward, float(config.flops_per_window * batch_size)
 
