@@ -2,17 +2,17 @@
 """Rebuild the embedded default model: distil YAMNet into a small AST on the built corpus.
 
     python models/recipes/default_model.py build --corpus /work/corpus --run /work/runs/default
-    python models/recipes/default_model.py export --run /work/runs/default --out asttag/data/default.safetensors
+    python models/recipes/default_model.py export /work/runs/default/train/averaged.safetensors --out asttag/data/default.safetensors
     python models/recipes/default_model.py measure --out speed.json
 
 `build` runs every stage that is not done yet, so rerunning it after an interruption (or to train
 more epochs: --epochs) goes on where it stopped:
   1. training windows: drawn from the corpus's train split, balanced by kind (speech, music,
-     other sounds) and source, augmented (mixtures of two clips from different sources, gain,
+     other sounds) and by the teacher's classes within a kind, augmented (mixtures of two clips from different sources, gain,
      pitch-and-speed changes), scored by the teacher; written in shards of SHARD windows;
   2. held-out windows: every held-out clip as it is, scored by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
-  4. evaluation of the best epoch on the held-out windows: evaluation.json.
+  4. evaluation of the run's model (shipped_model) on the held-out windows: evaluation.json.
 `measure` times student candidates with the tagger's default settings on a generated
 10-minute file (random weights: speed does not depend on them).
 """
@@ -381,6 +381,16 @@ def heldout_checks(model, corpus: Path, *, checks: Path = CHECKS) -> list[dict]:
 # --------------------------------------------------------------------------- export and speed
 
 
+def shipped_model(run_dir: Path) -> Path:
+    """The model a run yields: the weight average of the recipe's last epochs where it averages
+    (validation on a few hundred held-out windows is too noisy to pick one epoch by), else the
+    best epoch."""
+    from asttag.training import AVERAGED_FILE, BEST_FILE
+
+    averaged = run_dir / AVERAGED_FILE
+    return averaged if averaged.exists() else run_dir / BEST_FILE
+
+
 def export(model_path: Path, out: Path) -> Path:
     """The model with fp16 weights (half the bytes; loading casts them back to fp32)."""
     from asttag.checkpoint import read_metadata, save
@@ -483,8 +493,8 @@ def build(args: argparse.Namespace) -> dict:
     heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers)
-    best = result.run_dir / "best.safetensors"
-    evaluation = {**evaluate(best, heldout, args.corpus, device=args.device), "training": result.summary}
+    evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device),
+                  "training": result.summary}
     _write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     return evaluation
 
