@@ -20,7 +20,6 @@ import io
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import struct
