@@ -60,7 +60,7 @@ def base_model(folder: Path) -> tuple[Path, Path]:
     # sides compute exactly the same function.
     path = write_model(folder / "ast-base-10-10.safetensors", depth=12, preset="base384",
                        norm_eps=1e-6, head_eps=1e-6)
-    exported = checkpoint.to_transformers(checkpoint.load(path), folder / "ast-base-10-10-hf")
+    exported = checkpoint.to_transformers(checkpoint.load(path), folder / "ast-base-10-10-hf", overwrite=True)
     return path, exported
 
 
@@ -127,8 +127,13 @@ def agreement(run: Run, reference: Run) -> tuple[float, float]:
     """Largest probability difference and mean top-5 overlap, window by window."""
     if run.scores.shape != reference.scores.shape:
         raise SystemExit(f"{run.name}: scores {run.scores.shape}, reference {reference.scores.shape}")
-    largest = float(np.abs(run.scores - reference.scores).max())
-    pairs = zip(_top(run.scores), _top(reference.scores))
+    return score_agreement(run.scores, reference.scores)
+
+
+def score_agreement(scores: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Largest probability difference and mean top-5 overlap of two (windows, classes) arrays."""
+    largest = float(np.abs(scores - reference).max())
+    pairs = zip(_top(scores), _top(reference))
     return largest, float(np.mean([len(set(a) & set(b)) for a, b in pairs]))
 
 
