@@ -106,19 +106,54 @@ def test_model_refuses_inconsistent_features_and_labels():
         AST(tiny_config(), labels=LabelSet.from_names(list("abc")))
 
 
-def test_attention_runs_through_sdpa(monkeypatch):
-    import torch.nn.functional as F
-
+def _count_calls(monkeypatch, module, name):
     calls = []
-    real = F.scaled_dot_product_attention
+    real = getattr(module, name)
 
     def spy(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
-    tiny_model(depth=2)(torch.randn(1, 64, 32))
-    assert len(calls) == 2
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_attention_runs_through_sdpa_except_bf16_inference_on_cpu(monkeypatch):
+    import torch.nn.functional as F
+
+    import asttag.model
+
+    fused = _count_calls(monkeypatch, F, "scaled_dot_product_attention")
+    blocked = _count_calls(monkeypatch, asttag.model, "cpu_bf16_attention")
+    model = tiny_model(depth=2)
+    x = torch.randn(1, 64, 32)
+    model(x)
+    assert (len(fused), len(blocked)) == (2, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)  # training in bf16: gradients need the fused kernel's backward
+        assert (len(fused), len(blocked)) == (4, 0)
+        with torch.inference_mode():
+            model(x)
+    assert (len(fused), len(blocked)) == (4, 2)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 10**9])  # one head per step, all heads in one
+def test_cpu_bf16_attention_equals_the_fused_kernel_to_bf16_rounding(monkeypatch, block_bytes):
+    import torch.nn.functional as F
+
+    import asttag.model
+    from asttag.model import cpu_bf16_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 50, 16) for _ in range(3))
+    expected = F.scaled_dot_product_attention(q, k, v)
+    monkeypatch.setattr(asttag.model, "ATTENTION_BLOCK_BYTES", block_bytes)
+    got = cpu_bf16_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert got.dtype == torch.bfloat16 and got.shape == expected.shape
+    torch.testing.assert_close(got.float(), expected, atol=3e-2, rtol=0)
+    # Each head's result depends on that head only, however many share a step.
+    monkeypatch.setattr(asttag.model, "ATTENTION_BLOCK_BYTES", 50 * 50 * 2 * 5)
+    assert torch.equal(cpu_bf16_attention(q.bfloat16(), k.bfloat16(), v.bfloat16()), got)
 
 
 def test_flops_per_window_counts_the_base_model():
