@@ -307,10 +307,10 @@ class Tagger:
     quantisation of the linear layers, CPU only). `window` and `hop` are in seconds, multiples of
     10 ms; the window defaults to the model's input length, the hop to the window. `pad` fills
     the last partial window and clips shorter than a window: "zero" (as the models were
-    trained) or "repeat" (tile the audio's frames). Clip tags aggregate window scores by `aggregate` (default: max for
-    multi-label models, mean for single-label ones), keep `labels` only (names, ids or indices),
-    those at or over `threshold`, and the `top_k` best (default 5 without a threshold, all over
-    it with one). Events use `threshold` (default 0.5). `workers` > 0 decodes and computes
+    trained) or "repeat" (tile the audio's frames). Clip tags aggregate window scores by
+    `aggregate` (default: max for multi-label models, mean for single-label ones), keep `labels`
+    only (names, ids or indices), those at or over `threshold`, and the `top_k` best (default 5
+    without a threshold, all over it with one). Events use `threshold` (default 0.5). `workers` > 0 decodes and computes
     features in that many processes while the model runs.
     """
 

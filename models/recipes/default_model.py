@@ -8,9 +8,11 @@
 `build` runs every stage that is not done yet, so rerunning it after an interruption (or to train
 more epochs: --epochs) goes on where it stopped:
   1. training windows: drawn from the corpus's train split, balanced by kind (speech, music,
-     other sounds) and by the teacher's classes within a kind, augmented (mixtures of two clips from different sources, gain,
-     pitch-and-speed changes), scored by the teacher; written in shards of SHARD windows;
-  2. held-out windows: every held-out clip as it is, scored by the teacher;
+     other sounds) and by the teacher's classes within a kind, augmented (mixtures of two clips
+     from different sources, gain, pitch-and-speed changes), scored by the teacher; written in
+     shards of SHARD windows;
+  2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
+     by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
   4. evaluation of the run's model (shipped_model) on the held-out windows: evaluation.json.
 `measure` times student candidates with the tagger's default settings on a generated
