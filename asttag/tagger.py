@@ -310,8 +310,8 @@ class Tagger:
     trained) or "repeat" (tile the audio's frames). Clip tags aggregate window scores by
     `aggregate` (default: max for multi-label models, mean for single-label ones), keep `labels`
     only (names, ids or indices), those at or over `threshold`, and the `top_k` best (default 5
-    without a threshold, all over it with one). Events use `threshold` (default 0.5). `workers` > 0 decodes and computes
-    features in that many processes while the model runs.
+    without a threshold, all over it with one). Events use `threshold` (default 0.5).
+    `workers` > 0 decodes and computes features in that many processes while the model runs.
     """
 
     def __init__(
