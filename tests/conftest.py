@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,18 @@ def write_tone(path: Path, *, seconds: float = 1.0, rate: int = 16000, freq: flo
 def tone(tmp_path):
     """Factory: tone(name, **kw) writes a generated tone file in tmp_path."""
     return lambda name="tone.wav", **kw: write_tone(tmp_path / name, **kw)
+
+
+@contextlib.contextmanager
+def recipe_script(name: str):
+    """One of the default model's rebuild scripts (models/recipes/NAME.py), imported as a module
+    for as long as the block runs."""
+    path = Path(__file__).resolve().parents[1] / "models" / "recipes" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script runs
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]

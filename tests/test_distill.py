@@ -4,9 +4,7 @@ teacher standing in for YAMNet. Nothing is downloaded; no corpus is read."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +32,9 @@ from asttag.features import FeatureConfig
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
 
-from conftest import tiny_config, write_tone
+from conftest import recipe_script, tiny_config, write_tone
 
 RATE = 16000
-REPO = Path(__file__).resolve().parents[1]
 SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"
 
 
@@ -257,13 +254,8 @@ def test_distill_command_needs_data_and_a_teacher():
 
 @pytest.fixture(scope="module")
 def recipe_module():
-    path = REPO / "models" / "recipes" / "default_model.py"
-    spec = importlib.util.spec_from_file_location("default_model", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["default_model"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["default_model"]
+    with recipe_script("default_model") as module:
+        yield module
 
 
 def _fake_corpus(root: Path) -> Path:

@@ -555,6 +555,97 @@ def build_manifest(rows: Iterable[dict], packages: dict[str, dict]) -> tuple[lis
     return kept, len(clips) - len(kept)
 
 
+NEAR_DUPLICATE = 0.9  # peak normalised cross-correlation of two waveforms that makes them one
+LENGTH_TOLERANCE = 0.02  # near-duplicates have the same length within this share (and 10 ms)
+
+
+def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
+    """Training clips that hold a held-out clip's audio under other bytes: the same sample at
+    another gain or bit depth, re-encoded, or shifted a little (drum kits share samples; the
+    asterisk voices share their tones). Such a pair has the same length and a peak normalised
+    cross-correlation of its waveforms of at least NEAR_DUPLICATE. Candidates are narrowed by
+    length, by the teacher's clip scores (cosine) and by their 10 ms energy envelopes
+    (correlation), which copies share, before any cross-correlation is computed.
+    Returns {heldout, train, similarity} for each pair."""
+    import soundfile as sf
+    from scipy.signal import fftconvolve
+
+    held = [r for r in manifest if r["split"] == "heldout"]
+    train = sorted((r for r in manifest if r["split"] == "train"), key=lambda r: r["duration"])
+    durations = np.array([r["duration"] for r in train])
+    profile = {r["clip"]: _score_profile(corpus / r["teacher"]) for r in manifest}
+    waves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def wave_and_envelope(row: dict) -> tuple[np.ndarray, np.ndarray]:
+        if row["clip"] not in waves:
+            w = sf.read(str(corpus / row["clip"]), dtype="float32")[0]
+            waves[row["clip"]] = (w / (float(np.linalg.norm(w)) or 1.0), _envelope(w))
+        return waves[row["clip"]]
+
+    pairs = []
+    for h in held:
+        slack = LENGTH_TOLERANCE * h["duration"] + 0.01
+        lo, hi = np.searchsorted(durations, [h["duration"] - slack, h["duration"] + slack],
+                                 side="right")
+        alike = [t for t in train[lo:hi]
+                 if float(profile[h["clip"]] @ profile[t["clip"]]) >= NEAR_DUPLICATE]
+        if not alike:
+            continue
+        a, a_envelope = wave_and_envelope(h)
+        for t in alike:
+            b, b_envelope = wave_and_envelope(t)
+            if _envelope_match(a_envelope, b_envelope) < NEAR_DUPLICATE:
+                continue
+            similarity = float(np.abs(fftconvolve(a, b[::-1])).max())
+            if similarity >= NEAR_DUPLICATE:
+                pairs.append({"heldout": h["clip"], "train": t["clip"],
+                              "similarity": round(similarity, 4)})
+    return pairs
+
+
+def _score_profile(npz: Path) -> np.ndarray:
+    """A clip's teacher scores (max over frames), as a unit vector."""
+    with np.load(npz) as f:
+        scores = np.nan_to_num(f["scores"].astype(np.float32)).max(axis=0)
+    return scores / (float(np.linalg.norm(scores)) or 1.0)
+
+
+ENVELOPE_HOP = 160  # 10 ms at 16 kHz
+
+
+ENVELOPE_RANGE = 40.0  # dB below its loudest frame at which an envelope is floored
+FLAT_ENVELOPE = 1.0  # dB: a spread (std) under which an envelope says nothing (a steady tone)
+
+
+def _envelope(wave: np.ndarray) -> np.ndarray:
+    """Energy of each 10 ms of a waveform in dB, floored ENVELOPE_RANGE below its loudest frame
+    (so that noise floors, dither and quiet tails do not count), centred and scaled to unit
+    length; empty for a steady sound, whose envelope cannot tell it from another."""
+    frames = wave[: len(wave) // ENVELOPE_HOP * ENVELOPE_HOP].reshape(-1, ENVELOPE_HOP)
+    if not len(frames):
+        return np.zeros(0)
+    energy = 10 * np.log10((frames.astype(np.float64) ** 2).sum(axis=1) + 1e-12)
+    energy = np.maximum(energy, energy.max() - ENVELOPE_RANGE)
+    energy -= energy.mean()
+    if energy.std() < FLAT_ENVELOPE:
+        return np.zeros(0)
+    return energy / float(np.linalg.norm(energy))
+
+
+def _envelope_match(a: np.ndarray, b: np.ndarray, max_shift: int = 5) -> float:
+    """The best correlation of two envelopes over shifts of up to `max_shift` frames (1 where
+    either is steady: the envelopes cannot rule the pair out)."""
+    if not len(a) or not len(b):
+        return 1.0
+    best = -1.0
+    for shift in range(-max_shift, max_shift + 1):
+        x, y = (a[shift:], b) if shift >= 0 else (a, b[-shift:])
+        n = min(len(x), len(y))
+        if n:
+            best = max(best, float(x[:n] @ y[:n]))
+    return best
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
@@ -705,6 +796,11 @@ def write_manifest(
     from asttag.yamnet import MISSING_AUDIOSET_CLASSES
 
     manifest, dropped = build_manifest(journal.rows, packages)
+    copies = near_duplicates(manifest, out)
+    copied = {pair["train"] for pair in copies}
+    manifest = [r for r in manifest if r["clip"] not in copied]
+    log.info("%d training clips dropped as copies of held-out audio under other bytes "
+             "(packages.json: near_duplicates_dropped)", len(copied))
     for package, info in packages.items():
         info["licences"] = sorted({r["licence"] for r in manifest if r["package"] == package})
         info["heldout"] = HELDOUT.get(package, [])
@@ -722,6 +818,7 @@ def write_manifest(
         "sample_rate": SAMPLE_RATE,
         "segment_seconds": args.segment_seconds,
         "duplicates_dropped": dropped,
+        "near_duplicates_dropped": copies,
         "packages": packages,
     }
     write_text_atomic(out / "packages.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
