@@ -574,13 +574,13 @@ def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
     train = sorted((r for r in manifest if r["split"] == "train"), key=lambda r: r["duration"])
     durations = np.array([r["duration"] for r in train])
     profile = {r["clip"]: _score_profile(corpus / r["teacher"]) for r in manifest}
-    waves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    envelopes: dict[str, np.ndarray] = {}  # small; waveforms are read again where needed
 
-    def wave_and_envelope(row: dict) -> tuple[np.ndarray, np.ndarray]:
-        if row["clip"] not in waves:
-            w = sf.read(str(corpus / row["clip"]), dtype="float32")[0]
-            waves[row["clip"]] = (w / (float(np.linalg.norm(w)) or 1.0), _envelope(w))
-        return waves[row["clip"]]
+    def wave(row: dict) -> np.ndarray:
+        w = sf.read(str(corpus / row["clip"]), dtype="float32")[0]
+        if row["clip"] not in envelopes:
+            envelopes[row["clip"]] = _envelope(w)
+        return w / (float(np.linalg.norm(w)) or 1.0)
 
     pairs = []
     for h in held:
@@ -591,12 +591,13 @@ def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
                  if float(profile[h["clip"]] @ profile[t["clip"]]) >= NEAR_DUPLICATE]
         if not alike:
             continue
-        a, a_envelope = wave_and_envelope(h)
+        a = wave(h)
         for t in alike:
-            b, b_envelope = wave_and_envelope(t)
-            if _envelope_match(a_envelope, b_envelope) < NEAR_DUPLICATE:
+            if t["clip"] not in envelopes:
+                wave(t)
+            if _envelope_match(envelopes[h["clip"]], envelopes[t["clip"]]) < NEAR_DUPLICATE:
                 continue
-            similarity = float(np.abs(fftconvolve(a, b[::-1])).max())
+            similarity = float(np.abs(fftconvolve(a, wave(t)[::-1])).max())
             if similarity >= NEAR_DUPLICATE:
                 pairs.append({"heldout": h["clip"], "train": t["clip"],
                               "similarity": round(similarity, 4)})
@@ -611,8 +612,6 @@ def _score_profile(npz: Path) -> np.ndarray:
 
 
 ENVELOPE_HOP = 160  # 10 ms at 16 kHz
-
-
 ENVELOPE_RANGE = 40.0  # dB below its loudest frame at which an envelope is floored
 FLAT_ENVELOPE = 1.0  # dB: a spread (std) under which an envelope says nothing (a steady tone)
 
