@@ -574,13 +574,15 @@ def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
     train = sorted((r for r in manifest if r["split"] == "train"), key=lambda r: r["duration"])
     durations = np.array([r["duration"] for r in train])
     profile = {r["clip"]: _score_profile(corpus / r["teacher"]) for r in manifest}
-    envelopes: dict[str, np.ndarray] = {}  # small; waveforms are read again where needed
+    envelopes: dict[str, np.ndarray] = {}  # kept; waveforms are small in number, read again
 
-    def wave(row: dict) -> np.ndarray:
-        w = sf.read(str(corpus / row["clip"]), dtype="float32")[0]
+    def read(row: dict) -> np.ndarray:
+        return sf.read(str(corpus / row["clip"]), dtype="float32")[0]
+
+    def envelope(row: dict) -> np.ndarray:
         if row["clip"] not in envelopes:
-            envelopes[row["clip"]] = _envelope(w)
-        return w / (float(np.linalg.norm(w)) or 1.0)
+            envelopes[row["clip"]] = _envelope(read(row))
+        return envelopes[row["clip"]]
 
     pairs = []
     for h in held:
@@ -588,16 +590,12 @@ def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
         lo, hi = np.searchsorted(durations, [h["duration"] - slack, h["duration"] + slack],
                                  side="right")
         alike = [t for t in train[lo:hi]
-                 if float(profile[h["clip"]] @ profile[t["clip"]]) >= NEAR_DUPLICATE]
-        if not alike:
-            continue
-        a = wave(h)
+                 if float(profile[h["clip"]] @ profile[t["clip"]]) >= NEAR_DUPLICATE
+                 and _envelope_match(envelope(h), envelope(t)) >= NEAR_DUPLICATE]
+        if alike:
+            a = _unit(read(h))
         for t in alike:
-            if t["clip"] not in envelopes:
-                wave(t)
-            if _envelope_match(envelopes[h["clip"]], envelopes[t["clip"]]) < NEAR_DUPLICATE:
-                continue
-            similarity = float(np.abs(fftconvolve(a, wave(t)[::-1])).max())
+            similarity = float(np.abs(fftconvolve(a, _unit(read(t))[::-1])).max())
             if similarity >= NEAR_DUPLICATE:
                 pairs.append({"heldout": h["clip"], "train": t["clip"],
                               "similarity": round(similarity, 4)})
@@ -607,8 +605,11 @@ def near_duplicates(manifest: list[dict], corpus: Path) -> list[dict]:
 def _score_profile(npz: Path) -> np.ndarray:
     """A clip's teacher scores (max over frames), as a unit vector."""
     with np.load(npz) as f:
-        scores = np.nan_to_num(f["scores"].astype(np.float32)).max(axis=0)
-    return scores / (float(np.linalg.norm(scores)) or 1.0)
+        return _unit(np.nan_to_num(f["scores"].astype(np.float32)).max(axis=0))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / (float(np.linalg.norm(x)) or 1.0)
 
 
 ENVELOPE_HOP = 160  # 10 ms at 16 kHz
