@@ -93,3 +93,24 @@ def test_the_manifest_leaves_copies_of_held_out_audio_out_of_training(corpus_mod
             "clips/other-clap-longer.flac"} <= clips
     meta = json.loads((root / "packages.json").read_text())
     assert len(meta["near_duplicates_dropped"]) == 2
+
+
+@pytest.mark.parametrize("archive", ["base.wz", "public.zip"])
+def test_find_audio_reads_recordings_inside_zip_archives(corpus_module, tmp_path, archive):
+    """warzone2100's .wz and 0ad's .zip are zip files: their recordings are found as members,
+    each collection the archive and the member's folder, and decode to what was packed."""
+    import collections
+    import io
+    import zipfile
+
+    packed = io.BytesIO()
+    sf.write(packed, _tone(440.0), RATE, format="WAV", subtype="PCM_16")
+    with zipfile.ZipFile(tmp_path / archive, "w") as z:
+        z.writestr("audio/horse/neigh.wav", packed.getvalue())
+        z.writestr("audio/readme.txt", "not audio")
+    skipped = collections.Counter()
+    found = list(corpus_module.find_audio("pkg", tmp_path, skipped))
+    assert [(s.collection, s.original) for s in found] == [
+        (f"{archive}:audio/horse", f"{archive}:audio/horse/neigh.wav")]
+    decoded = found[0].load()
+    assert decoded.sample_rate == RATE and np.allclose(decoded.samples[:, 0], _tone(440.0), atol=1e-4)

@@ -12,11 +12,12 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import recipe_script, tiny_config, tiny_model, write_tone
 from typer.testing import CliRunner
 
 from asttag import yamnet
-from asttag.cli import app
 from asttag.checkpoint import save
+from asttag.cli import app
 from asttag.distill import (
     DistillError,
     ModelTeacher,
@@ -31,8 +32,8 @@ from asttag.distill import (
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
-
-from conftest import recipe_script, tiny_config, write_tone
+from asttag.recipes import load_recipe
+from asttag.training import RECIPE_FILE
 
 RATE = 16000
 SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"
@@ -328,8 +329,9 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     assert [round(sf.info(str(data / p["path"])).duration, 3) for p in pieces] == [3.0, 1.0, 2.0]
     assert valid.exists()
 
-    result = m.train_student(tmp_path / "run", data, epochs=1, device="cpu", workers=0)
+    result = m.train_student(tmp_path / "run", data, epochs=1, device="cpu", workers=0, seed=3)
     assert result.summary["epochs"] == 1
+    assert load_recipe(result.run_dir / RECIPE_FILE).seed == 3  # the build's seed starts the student
     # A later run goes on from the last epoch, to the epoch count it is given.
     result = m.train_student(tmp_path / "run", data, epochs=2, device="cpu", workers=0)
     assert result.summary["epochs"] == 2
@@ -348,3 +350,26 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     from asttag.hub import load_model
 
     assert next(load_model(str(shipped)).parameters()).dtype == torch.float32
+
+
+def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):
+    """Ensemble-S of students ships as one bundle: export writes its members in fp16, and the
+    loaded bundle predicts what the fp32 one does, to fp16 rounding."""
+    from asttag.ensemble import (
+        Ensemble,
+        is_bundle,
+        load_bundle,
+        read_bundle_metadata,
+        save_bundle,
+    )
+
+    bundle = save_bundle(Ensemble([tiny_model(seed=0), tiny_model(seed=1)]), tmp_path / "ensemble.safetensors",
+                         extra={"members": ["seed 0", "seed 1"]})
+    shipped = recipe_module.export(bundle, tmp_path / "default.safetensors")
+    assert is_bundle(shipped) and shipped.stat().st_size < bundle.stat().st_size * 0.6
+    assert read_bundle_metadata(shipped)["extra"] == {"members": ["seed 0", "seed 1"], "weights": "fp16"}
+    before, after = load_bundle(bundle), load_bundle(shipped)
+    assert next(after.parameters()).dtype == torch.float32
+    fbank = torch.randn(3, before.features.target_length, before.features.num_mel_bins)
+    with torch.no_grad():
+        assert torch.allclose(after.predict(fbank), before.predict(fbank), atol=2e-3)

@@ -326,7 +326,7 @@ def find_audio(package: str, root: Path, skipped: collections.Counter) -> Iterat
             continue
         if suffix in AUDIO_SUFFIXES:
             yield SourceAudio(package, str(Path(rel).parent), rel, _file_loader(path))
-        elif suffix == ".wz":  # warzone2100's data archives are zip files
+        elif suffix in (".wz", ".zip"):  # warzone2100's data archives are zip files, as is 0ad's
             yield from _zip_members(package, path, rel)
         elif suffix == ".cat" and "opensfx" in rel:
             yield from _opensfx_entries(package, path, rel)

@@ -259,19 +259,22 @@ def _write_text(path: Path, text: str) -> None:
 # --------------------------------------------------------------------------- training
 
 
-def student_recipe(data: Path, *, epochs: int | None):
-    """The default-student recipe pointed at the window manifests."""
+def student_recipe(data: Path, *, epochs: int | None, seed: int = 0):
+    """The default-student recipe pointed at the window manifests, with the build's seed (so
+    builds with other seeds differ in their start as well as their windows: Ensemble-S)."""
     from asttag.recipes import load_recipe
 
     recipe = load_recipe(RECIPE)
     changes = {"data_dir": str(data / "train.jsonl"),
-               "data": {"valid": str(data / "valid.jsonl"), "label_file": str(data / "labels.csv")}}
+               "data": {"valid": str(data / "valid.jsonl"), "label_file": str(data / "labels.csv")},
+               "seed": seed}
     if epochs is not None:
         changes["epochs"] = epochs
     return recipe.replace(**changes)
 
 
-def train_student(run: Path, data: Path, *, epochs: int | None, device: str, workers: int):
+def train_student(run: Path, data: Path, *, epochs: int | None, device: str, workers: int,
+                  seed: int = 0):
     """Stage 3: train, or go on with a started run (to more epochs when --epochs says so)."""
     from asttag.recipes import load_recipe
     from asttag.training import RECIPE_FILE, Runtime, resume, train
@@ -280,7 +283,7 @@ def train_student(run: Path, data: Path, *, epochs: int | None, device: str, wor
     out = run / "train"
     observer = progress_log()
     if not (out / RECIPE_FILE).exists():
-        return train(student_recipe(data, epochs=epochs), out, runtime=runtime, observer=observer)
+        return train(student_recipe(data, epochs=epochs, seed=seed), out, runtime=runtime, observer=observer)
     if epochs is not None:
         # The run directory's recipe is all resume reads: raising its epoch count extends it.
         recorded = load_recipe(out / RECIPE_FILE)
@@ -317,18 +320,15 @@ def progress_log(every: int = 25):
 
 def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, checks: Path = CHECKS) -> dict:
     """Stage 4: the issue's quality figures for a model, on the held-out windows and `checks`."""
-    import torch
-
     from asttag.datasets import load_dataset
     from asttag.hub import load_model
-    from asttag.inference import example_logits
+    from asttag.inference import predict_examples
     from asttag.metrics import evaluate_scores
 
     model = load_model(str(model_path), device=device)
     splits = load_dataset("manifest", heldout, label_file=heldout.parent / "labels.csv")
     examples = splits.train
-    logits = example_logits(model, examples, device=device)
-    student = model.probabilities(torch.from_numpy(logits)).numpy()
+    student = predict_examples(model, examples, device=device)  # a model or an ensemble
     teacher = np.stack([e.soft for e in examples])
     meta = [json.loads(line) for line in heldout.read_text("utf-8").splitlines() if line.strip()]
     names = model.labels.names
@@ -394,13 +394,22 @@ def shipped_model(run_dir: Path) -> Path:
 
 
 def export(model_path: Path, out: Path) -> Path:
-    """The model with fp16 weights (half the bytes; loading casts them back to fp32)."""
+    """The model, or ensemble bundle, with fp16 weights (half the bytes; loading casts them back
+    to fp32)."""
     from asttag.checkpoint import read_metadata, save
+    from asttag.ensemble import (
+        is_bundle,
+        load_bundle,
+        read_bundle_metadata,
+        save_bundle,
+    )
     from asttag.hub import load_model
 
-    model = load_model(str(model_path))
+    if is_bundle(model_path):
+        extra = {**read_bundle_metadata(model_path)["extra"], "weights": "fp16"}
+        return save_bundle(load_bundle(model_path).half(), out, extra=extra)
     extra = {**read_metadata(model_path)["extra"], "weights": "fp16"}
-    return save(model.half(), out, extra=extra)
+    return save(load_model(str(model_path)).half(), out, extra=extra)
 
 
 CANDIDATES = {
@@ -494,7 +503,8 @@ def build(args: argparse.Namespace) -> dict:
                         seed=args.seed, mix_p=args.mix, speed_p=args.speed)
     heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
-    result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers)
+    result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
+                           seed=args.seed)
     evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device),
                   "training": result.summary}
     _write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
@@ -512,7 +522,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--mix", type=float, default=0.5, help="share of windows mixing two clips")
     b.add_argument("--speed", type=float, default=0.5, help="share of clips with a speed/pitch change")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")
     b.add_argument("--workers", type=int, default=0, help="decoding processes for training")
     e = commands.add_parser("evaluate", help="the quality figures of any model on the held-out windows")
