@@ -4,7 +4,10 @@ out of training when it comes back under other bytes."""
 from __future__ import annotations
 
 import argparse
+import collections
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -99,10 +102,6 @@ def test_the_manifest_leaves_copies_of_held_out_audio_out_of_training(corpus_mod
 def test_find_audio_reads_recordings_inside_zip_archives(corpus_module, tmp_path, archive):
     """warzone2100's .wz and 0ad's .zip are zip files: their recordings are found as members,
     each collection the archive and the member's folder, and decode to what was packed."""
-    import collections
-    import io
-    import zipfile
-
     packed = io.BytesIO()
     sf.write(packed, _tone(440.0), RATE, format="WAV", subtype="PCM_16")
     with zipfile.ZipFile(tmp_path / archive, "w") as z:

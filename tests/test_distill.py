@@ -12,12 +12,11 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import recipe_script, tiny_config, tiny_model, write_tone
 from typer.testing import CliRunner
 
 from asttag import yamnet
-from asttag.checkpoint import save
 from asttag.cli import app
+from asttag.checkpoint import save
 from asttag.distill import (
     DistillError,
     ModelTeacher,
@@ -34,6 +33,8 @@ from asttag.labels import LabelSet, audioset
 from asttag.model import AST
 from asttag.recipes import load_recipe
 from asttag.training import RECIPE_FILE
+
+from conftest import recipe_script, tiny_config, tiny_model, write_tone
 
 RATE = 16000
 SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"

@@ -396,20 +396,14 @@ def shipped_model(run_dir: Path) -> Path:
 def export(model_path: Path, out: Path) -> Path:
     """The model, or ensemble bundle, with fp16 weights (half the bytes; loading casts them back
     to fp32)."""
-    from asttag.checkpoint import read_metadata, save
-    from asttag.ensemble import (
-        is_bundle,
-        load_bundle,
-        read_bundle_metadata,
-        save_bundle,
-    )
+    from asttag.checkpoint import save
+    from asttag.ensemble import Ensemble, save_bundle
     from asttag.hub import load_model
 
-    if is_bundle(model_path):
-        extra = {**read_bundle_metadata(model_path)["extra"], "weights": "fp16"}
-        return save_bundle(load_bundle(model_path).half(), out, extra=extra)
-    extra = {**read_metadata(model_path)["extra"], "weights": "fp16"}
-    return save(load_model(str(model_path)).half(), out, extra=extra)
+    model = load_model(str(model_path))  # loading keeps the file's `extra` on the model
+    extra = {**model.extra, "weights": "fp16"}
+    write = save_bundle if isinstance(model, Ensemble) else save
+    return write(model.half(), out, extra=extra)
 
 
 CANDIDATES = {
