@@ -28,6 +28,7 @@ from asttag.distill import (
     window_scores,
     write_soft_manifest,
 )
+from asttag.ensemble import Ensemble, is_bundle, load_bundle, read_bundle_metadata, save_bundle
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
@@ -356,14 +357,6 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
 def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):
     """Ensemble-S of students ships as one bundle: export writes its members in fp16, and the
     loaded bundle predicts what the fp32 one does, to fp16 rounding."""
-    from asttag.ensemble import (
-        Ensemble,
-        is_bundle,
-        load_bundle,
-        read_bundle_metadata,
-        save_bundle,
-    )
-
     bundle = save_bundle(Ensemble([tiny_model(seed=0), tiny_model(seed=1)]), tmp_path / "ensemble.safetensors",
                          extra={"members": ["seed 0", "seed 1"]})
     shipped = recipe_module.export(bundle, tmp_path / "default.safetensors")
