@@ -52,12 +52,15 @@ def tone(tmp_path):
 def recipe_script(name: str):
     """One of the default model's rebuild scripts (models/recipes/NAME.py), imported as a module
     for as long as the block runs."""
-    path = Path(__file__).resolve().parents[1] / "models" / "recipes" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    folder = Path(__file__).resolve().parents[1] / "models" / "recipes"
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the script runs
+    # Scripts import their sibling modules, as they do when run from their folder.
+    sys.path.insert(0, str(folder))
     try:
         spec.loader.exec_module(module)
         yield module
     finally:
+        sys.path.remove(str(folder))
         del sys.modules[name]

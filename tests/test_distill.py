@@ -310,10 +310,13 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     monkeypatch.setattr(m, "SHARD", 4)
     teacher = FakeYamnet()
     train = m.build_train_windows(corpus, data, teacher, count=6, window_seconds=3.0, seed=1,
-                                  mix_p=0.5, speed_p=0.5)
+                                  mix_p=0.5, speed_p=0.5, procedural=6, procedural_cap=1)
     lines = train.read_text().splitlines()
-    assert len(lines) == 6 and sorted(p.name for p in (data / "shards").iterdir()) == ["0000.jsonl", "0001.jsonl"]
-    assert any(len(json.loads(line)["from"]) == 2 for line in lines)  # some windows are mixtures
+    recorded = [line for line in lines if "from" in json.loads(line)]
+    assert len(recorded) == 6 and sorted(p.name for p in (data / "shards").iterdir()) == ["0000.jsonl", "0001.jsonl"]
+    assert any(len(json.loads(line)["from"]) == 2 for line in recorded)  # some windows are mixtures
+    # The fake teacher's top classes are Speech (loud) and Music (quiet): one procedural window each.
+    assert sorted(json.loads(line)["top"] for line in lines[6:]) == [MUSIC, SPEECH]
     for line in lines:
         info = sf.info(str(data / json.loads(line)["path"]))
         assert info.samplerate == RATE and info.duration <= 3.0 + 1e-6
@@ -321,7 +324,7 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     first = (data / "shards" / "0000.jsonl").stat().st_mtime_ns
     (data / "shards" / "0001.jsonl").unlink()  # as if interrupted in the second shard
     again = m.build_train_windows(corpus, data, teacher, count=6, window_seconds=3.0, seed=1,
-                                  mix_p=0.5, speed_p=0.5)
+                                  mix_p=0.5, speed_p=0.5, procedural=6, procedural_cap=1)
     assert (data / "shards" / "0000.jsonl").stat().st_mtime_ns == first
     assert again.read_text().splitlines() == lines  # rebuilt identically
 
@@ -352,6 +355,34 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     from asttag.hub import load_model
 
     assert next(load_model(str(shipped)).parameters()).dtype == torch.float32
+
+
+def test_procedural_windows_keep_at_most_cap_per_teacher_top_class_and_resume(recipe_module, tmp_path,
+                                                                             monkeypatch):
+    m = recipe_module
+    monkeypatch.setattr(m, "SHARD", 4)
+    data = tmp_path / "data"
+    teacher = FakeYamnet()
+    lines = m.build_procedural_windows(data, teacher, candidates=12, cap=2, window_seconds=0.96, seed=0)
+    records = [json.loads(line) for line in lines]
+    assert sorted(r["top"] for r in records) == [MUSIC, MUSIC, SPEECH, SPEECH]
+    speech, music = (audioset().ids[audioset().names.index(name)] for name in (SPEECH, MUSIC))
+    for r in records:
+        wave, rate = sf.read(str(data / r["path"]), dtype="float32")
+        assert rate == RATE and len(wave) == 15360 and r["made_of"]
+        # The window's scores are the teacher's for that sound: loud is Speech 0.9, quiet Music 0.6.
+        loud = np.abs(wave).max() > 0.3
+        assert (r["scores"][speech], r["scores"][music]) == ((0.9, 0.01) if loud else (0.01, 0.6))
+    assert len(list((data / "procedural-shards").iterdir())) == 3
+
+    first = (data / "procedural-shards" / "0000.jsonl").stat().st_mtime_ns
+    (data / "procedural-shards" / "0002.jsonl").unlink()  # as if interrupted in the last shard
+    again = m.build_procedural_windows(data, teacher, candidates=12, cap=2, window_seconds=0.96, seed=0)
+    assert again == lines  # the finished shards' kept windows count against the cap again
+    assert (data / "procedural-shards" / "0000.jsonl").stat().st_mtime_ns == first
+    assert m.build_procedural_windows(tmp_path / "none", teacher, candidates=0, cap=2,
+                                      window_seconds=0.96, seed=0) == []
+    assert not (tmp_path / "none").exists()  # a build without procedural sounds writes nothing for them
 
 
 def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):

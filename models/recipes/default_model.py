@@ -10,7 +10,9 @@ more epochs: --epochs) goes on where it stopped:
   1. training windows: drawn from the corpus's train split, balanced by kind (speech, music,
      other sounds) and by the teacher's classes within a kind, augmented (mixtures of two clips
      from different sources, gain, pitch-and-speed changes), scored by the teacher; written in
-     shards of SHARD windows;
+     shards of SHARD windows; with --procedural N, also N generated sounds of generic families
+     (procedural_sounds.py) scored by the teacher, at most PROCEDURAL_CAP kept per teacher top
+     class (measured on the 0.96 s recipe: models/README.md, "Procedural sounds");
   2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
      by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
@@ -46,6 +48,8 @@ MAX_SPEED = 1.25  # speed and pitch changes span 1/MAX_SPEED..MAX_SPEED
 LABEL_SCORE = 0.1  # a teacher score that makes a class one a clip stands for, in draw_weights
 POSITIVE = 0.3  # a teacher score counted as a positive label in the mAP
 VALID_WINDOWS = 300  # held-out windows scored after each epoch (all of them at the end)
+PROCEDURAL_CAP = 200  # kept procedural windows per teacher top class: the families make beeps
+# and noise far more often than bells or calls, so a cap spreads them over the teacher's classes
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -173,9 +177,10 @@ def make_window(
 
 def build_train_windows(
     corpus: Path, data: Path, teacher, *, count: int, window_seconds: float, seed: int,
-    mix_p: float, speed_p: float,
+    mix_p: float, speed_p: float, procedural: int = 0, procedural_cap: int = PROCEDURAL_CAP,
 ) -> Path:
-    """Stage 1: `count` augmented windows in shards; finished shards are kept on a rerun."""
+    """Stage 1: `count` augmented windows in shards (finished shards are kept on a rerun), then
+    the procedural ones (build_procedural_windows); the training manifest of both."""
     import soundfile as sf
 
     from asttag.distill import SoftTarget, soft_record, window_scores
@@ -205,7 +210,57 @@ def build_train_windows(
             _write_text(done, "\n".join(records) + "\n")
             log.info("training windows: shard %d done (%d windows)", shard, len(records))
         lines += done.read_text("utf-8").splitlines()
+    lines += build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
+                                      window_seconds=window_seconds, seed=seed)
     return _write_manifest(data / "train.jsonl", lines)
+
+
+def build_procedural_windows(
+    data: Path, teacher, *, candidates: int, cap: int, window_seconds: float, seed: int,
+) -> list[str]:
+    """Stage 1, generated: `candidates` procedural sounds of the window's length, scored by the
+    teacher; a sound is kept while fewer than `cap` kept ones share its teacher top class. In
+    shards like the recorded windows (a rerun recounts the finished ones); the kept windows'
+    manifest lines."""
+    import soundfile as sf
+    from procedural_sounds import procedural_sound
+
+    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.labels import audioset
+
+    if not candidates:
+        return []
+    labels = audioset()
+    shards = data / "procedural-shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    kept: Counter[str] = Counter()
+    lines = []
+    for shard in range(math.ceil(candidates / SHARD)):
+        done = shards / f"{shard:04d}.jsonl"
+        if not done.exists():
+            folder = data / "procedural" / f"{shard:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            records = []
+            for i in range(shard * SHARD, min(candidates, (shard + 1) * SHARD)):
+                # Seeded per sound, apart from the recorded windows' seeds ([seed, i]).
+                wave, made_of = procedural_sound(np.random.default_rng([seed, i, 1]),
+                                                 round(window_seconds * SAMPLE_RATE))
+                scores = window_scores(teacher, wave)
+                top = labels.names[int(np.nanargmax(scores))]
+                if kept[top] >= cap:
+                    continue
+                kept[top] += 1
+                path = folder / f"{i:06d}.flac"
+                sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+                record = soft_record(SoftTarget(path, scores), labels, root=data)
+                records.append(json.dumps({**record, "top": top, "made_of": made_of}))
+            _write_text(done, "".join(r + "\n" for r in records))
+            log.info("procedural windows: shard %d done (%d kept)", shard, len(records))
+        else:
+            kept.update(json.loads(line)["top"] for line in done.read_text("utf-8").splitlines())
+        lines += done.read_text("utf-8").splitlines()
+    log.info("procedural windows: %d kept of %d, over %d teacher top classes", len(lines), candidates, len(kept))
+    return lines
 
 
 def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: float) -> tuple[Path, Path]:
@@ -494,7 +549,8 @@ def build(args: argparse.Namespace) -> dict:
     data = args.run / "data"
     started = time.time()
     build_train_windows(args.corpus, data, teacher, count=args.windows, window_seconds=window_seconds,
-                        seed=args.seed, mix_p=args.mix, speed_p=args.speed)
+                        seed=args.seed, mix_p=args.mix, speed_p=args.speed,
+                        procedural=args.procedural, procedural_cap=args.procedural_cap)
     heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
@@ -515,6 +571,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--windows", type=int, default=20000, help="augmented training windows (one epoch)")
     b.add_argument("--mix", type=float, default=0.5, help="share of windows mixing two clips")
     b.add_argument("--speed", type=float, default=0.5, help="share of clips with a speed/pitch change")
+    b.add_argument("--procedural", type=int, default=0,
+                   help="procedural sounds to generate and score (measured: 60000, of which about "
+                        "20,000 are kept; the shipped model used none)")
+    b.add_argument("--procedural-cap", type=int, default=PROCEDURAL_CAP,
+                   help="procedural windows kept per teacher top class")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
     b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")
