@@ -126,14 +126,14 @@ def call(rng: np.random.Generator, n: int) -> np.ndarray:
     contour *= 1 + rng.uniform(0, 0.03) * np.cumsum(rng.standard_normal(n)) / np.sqrt(np.arange(1, n + 1))
     phase = 2 * np.pi * np.cumsum(contour) / SAMPLE_RATE
     tilt = rng.uniform(0.5, 2)
-    x = sum(np.sin(k * phase) / k**tilt for k in range(1, max(1, min(30, int(NYQUIST / contour.max())))
-                                                      + 1))
+    harmonics = max(1, min(30, int(NYQUIST / contour.max())))  # up to 30, below Nyquist
+    x = sum(np.sin(k * phase) / k**tilt for k in range(1, harmonics + 1))
     x = x + rng.uniform(0, 0.8) * np.abs(x).mean() * band_noise(rng, n, 300, 6000)  # breath
     for _ in range(int(rng.integers(0, 4))):  # resonances
         centre = log_uniform(rng, 300, 4000)
-        width = centre * rng.uniform(0.1, 0.5)
-        x = x + rng.uniform(0.5, 2) * sosfilt(butter(2, [max(40, centre - width / 2), min(
-            NYQUIST - 100, centre + width / 2)], btype="band", fs=SAMPLE_RATE, output="sos"), x)
+        half_width = centre * rng.uniform(0.05, 0.25)
+        band = [max(40, centre - half_width), min(NYQUIST - 100, centre + half_width)]
+        x = x + rng.uniform(0.5, 2) * sosfilt(butter(2, band, btype="band", fs=SAMPLE_RATE, output="sos"), x)
     envelope = np.sin(np.pi * u) ** rng.uniform(0.3, 2) * (t < length)
     return np.roll(x * envelope, int(rng.uniform(0, max(0.0, 1 - length * SAMPLE_RATE / n)) * n))
 
