@@ -181,9 +181,7 @@ def build_train_windows(
 ) -> Path:
     """Stage 1: `count` augmented windows in shards (finished shards are kept on a rerun), then
     the procedural ones (build_procedural_windows); the training manifest of both."""
-    import soundfile as sf
-
-    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.distill import window_scores
     from asttag.labels import audioset
 
     rows = [r for r in read_corpus(corpus) if r["split"] == "train"]
@@ -196,16 +194,13 @@ def build_train_windows(
         done = shards / f"{shard:04d}.jsonl"
         if not done.exists():
             folder = data / "windows" / f"{shard:04d}"
-            folder.mkdir(parents=True, exist_ok=True)
             records = []
             for i in range(shard * SHARD, min(count, (shard + 1) * SHARD)):
                 # Seeded per window: a rerun rebuilds an unfinished shard identically.
                 rng = np.random.default_rng([seed, i])
                 wave, used = make_window(corpus, rows, weights, rng, window_samples=round(
                     window_seconds * SAMPLE_RATE), mix_p=mix_p, speed_p=speed_p)
-                path = folder / f"{i:06d}.flac"
-                sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
-                record = soft_record(SoftTarget(path, window_scores(teacher, wave)), labels, root=data)
+                record = _saved_window(data, folder / f"{i:06d}.flac", wave, window_scores(teacher, wave), labels)
                 records.append(json.dumps({**record, "from": used}))
             _write_text(done, "\n".join(records) + "\n")
             log.info("training windows: shard %d done (%d windows)", shard, len(records))
@@ -222,10 +217,9 @@ def build_procedural_windows(
     teacher; a sound is kept while fewer than `cap` kept ones share its teacher top class. In
     shards like the recorded windows (a rerun recounts the finished ones); the kept windows'
     manifest lines."""
-    import soundfile as sf
     from procedural_sounds import procedural_sound
 
-    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.distill import window_scores
     from asttag.labels import audioset
 
     if not candidates:
@@ -239,7 +233,6 @@ def build_procedural_windows(
         done = shards / f"{shard:04d}.jsonl"
         if not done.exists():
             folder = data / "procedural" / f"{shard:04d}"
-            folder.mkdir(parents=True, exist_ok=True)
             records = []
             for i in range(shard * SHARD, min(candidates, (shard + 1) * SHARD)):
                 # Seeded per sound, apart from the recorded windows' seeds ([seed, i]).
@@ -250,9 +243,7 @@ def build_procedural_windows(
                 if kept[top] >= cap:
                     continue
                 kept[top] += 1
-                path = folder / f"{i:06d}.flac"
-                sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
-                record = soft_record(SoftTarget(path, scores), labels, root=data)
+                record = _saved_window(data, folder / f"{i:06d}.flac", wave, scores, labels)
                 records.append(json.dumps({**record, "top": top, "made_of": made_of}))
             _write_text(done, "".join(r + "\n" for r in records))
             log.info("procedural windows: shard %d done (%d kept)", shard, len(records))
@@ -267,9 +258,7 @@ def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: 
     """Stage 2: every held-out clip cut into consecutive windows of the student's length (the
     last one shorter), unaugmented, each scored by the teacher on what it holds; and a fixed
     sample of them for validation."""
-    import soundfile as sf
-
-    from asttag.distill import SoftTarget, soft_record, window_scores
+    from asttag.distill import window_scores
     from asttag.labels import audioset
 
     heldout = data / "heldout.jsonl"
@@ -284,9 +273,7 @@ def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: 
             for start in range(0, max(1, len(wave) - window // 10), window):
                 piece = wave[start : start + window]
                 path = data / "heldout" / f"{row['clip']}.{start // window:02d}.flac"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(str(path), piece, SAMPLE_RATE, subtype="PCM_16")
-                record = soft_record(SoftTarget(path, window_scores(teacher, piece)), labels, root=data)
+                record = _saved_window(data, path, piece, window_scores(teacher, piece), labels)
                 lines.append(json.dumps({**record, "package": row["package"], "kind": kind_of(row)}))
         _write_manifest(heldout, lines)
     if not valid.exists():
@@ -294,6 +281,17 @@ def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: 
         order = np.random.default_rng(0).permutation(len(lines))[:VALID_WINDOWS]
         _write_manifest(valid, [lines[i] for i in sorted(order)])
     return heldout, valid
+
+
+def _saved_window(data: Path, path: Path, wave: np.ndarray, scores: np.ndarray, labels) -> dict:
+    """Write a window's audio (16-bit FLAC) and return its manifest record (path under `data`)."""
+    import soundfile as sf
+
+    from asttag.distill import SoftTarget, soft_record
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+    return soft_record(SoftTarget(path, scores), labels, root=data)
 
 
 def _write_manifest(path: Path, lines: list[str]) -> Path:
