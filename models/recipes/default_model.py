@@ -187,24 +187,20 @@ def build_train_windows(
     rows = [r for r in read_corpus(corpus) if r["split"] == "train"]
     weights = draw_weights(rows)
     labels = audioset()
-    shards = data / "shards"
-    shards.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for shard in range(math.ceil(count / SHARD)):
-        done = shards / f"{shard:04d}.jsonl"
-        if not done.exists():
-            folder = data / "windows" / f"{shard:04d}"
-            records = []
-            for i in range(shard * SHARD, min(count, (shard + 1) * SHARD)):
-                # Seeded per window: a rerun rebuilds an unfinished shard identically.
-                rng = np.random.default_rng([seed, i])
-                wave, used = make_window(corpus, rows, weights, rng, window_samples=round(
-                    window_seconds * SAMPLE_RATE), mix_p=mix_p, speed_p=speed_p)
-                record = _saved_window(data, folder / f"{i:06d}.flac", wave, window_scores(teacher, wave), labels)
-                records.append(json.dumps({**record, "from": used}))
-            _write_text(done, "\n".join(records) + "\n")
-            log.info("training windows: shard %d done (%d windows)", shard, len(records))
-        lines += done.read_text("utf-8").splitlines()
+
+    def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
+        records = []
+        for i in indices:
+            # Seeded per window: a rerun rebuilds an unfinished shard identically.
+            rng = np.random.default_rng([seed, i])
+            wave, used = make_window(corpus, rows, weights, rng, window_samples=round(
+                window_seconds * SAMPLE_RATE), mix_p=mix_p, speed_p=speed_p)
+            path = data / "windows" / f"{shard:04d}" / f"{i:06d}.flac"
+            record = _saved_window(data, path, wave, window_scores(teacher, wave), labels)
+            records.append(json.dumps({**record, "from": used}))
+        return records
+
+    lines = _in_shards(data / "shards", count, make, what="training windows")
     lines += build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
                                       window_seconds=window_seconds, seed=seed)
     return _write_manifest(data / "train.jsonl", lines)
@@ -225,32 +221,28 @@ def build_procedural_windows(
     if not candidates:
         return []
     labels = audioset()
-    shards = data / "procedural-shards"
-    shards.mkdir(parents=True, exist_ok=True)
     kept: Counter[str] = Counter()
-    lines = []
-    for shard in range(math.ceil(candidates / SHARD)):
-        done = shards / f"{shard:04d}.jsonl"
-        if not done.exists():
-            folder = data / "procedural" / f"{shard:04d}"
-            records = []
-            for i in range(shard * SHARD, min(candidates, (shard + 1) * SHARD)):
-                # Seeded per sound, apart from the recorded windows' seeds ([seed, i]).
-                wave, made_of = procedural_sound(np.random.default_rng([seed, i, 1]),
-                                                 round(window_seconds * SAMPLE_RATE))
-                scores = window_scores(teacher, wave)
-                top = labels.names[int(np.nanargmax(scores))]
-                if kept[top] >= cap:
-                    continue
+
+    def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
+        # Every kept window counts once, so the lines past that count are the finished shards
+        # a rerun read back: their windows count against the cap too.
+        kept.update(json.loads(line)["top"] for line in earlier[sum(kept.values()):])
+        records = []
+        for i in indices:
+            # Seeded per sound, apart from the recorded windows' seeds ([seed, i]).
+            wave, made_of = procedural_sound(np.random.default_rng([seed, i, 1]),
+                                             round(window_seconds * SAMPLE_RATE))
+            scores = window_scores(teacher, wave)
+            top = labels.names[int(np.nanargmax(scores))]
+            if kept[top] < cap:
                 kept[top] += 1
-                record = _saved_window(data, folder / f"{i:06d}.flac", wave, scores, labels)
+                path = data / "procedural" / f"{shard:04d}" / f"{i:06d}.flac"
+                record = _saved_window(data, path, wave, scores, labels)
                 records.append(json.dumps({**record, "top": top, "made_of": made_of}))
-            _write_text(done, "".join(r + "\n" for r in records))
-            log.info("procedural windows: shard %d done (%d kept)", shard, len(records))
-        else:
-            kept.update(json.loads(line)["top"] for line in done.read_text("utf-8").splitlines())
-        lines += done.read_text("utf-8").splitlines()
-    log.info("procedural windows: %d kept of %d, over %d teacher top classes", len(lines), candidates, len(kept))
+        return records
+
+    lines = _in_shards(data / "procedural-shards", candidates, make, what="procedural windows")
+    log.info("procedural windows: %d kept of %d", len(lines), candidates)
     return lines
 
 
@@ -281,6 +273,23 @@ def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: 
         order = np.random.default_rng(0).permutation(len(lines))[:VALID_WINDOWS]
         _write_manifest(valid, [lines[i] for i in sorted(order)])
     return heldout, valid
+
+
+def _in_shards(shards: Path, count: int, make: Callable[[int, range, list[str]], list[str]], *,
+               what: str) -> list[str]:
+    """The manifest lines of `count` windows built SHARD at a time by make(shard, indices,
+    lines of the earlier shards). A finished shard's file is read back, not rebuilt, so a rerun
+    builds only what an interruption left undone."""
+    shards.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    for shard in range(math.ceil(count / SHARD)):
+        done = shards / f"{shard:04d}.jsonl"
+        if not done.exists():
+            records = make(shard, range(shard * SHARD, min(count, (shard + 1) * SHARD)), lines)
+            _write_text(done, "".join(r + "\n" for r in records))
+            log.info("%s: shard %d done (%d windows)", what, shard, len(records))
+        lines += done.read_text("utf-8").splitlines()
+    return lines
 
 
 def _saved_window(data: Path, path: Path, wave: np.ndarray, scores: np.ndarray, labels) -> dict:
