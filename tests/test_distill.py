@@ -5,6 +5,7 @@ teacher standing in for YAMNet. Nothing is downloaded; no corpus is read."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -383,6 +384,68 @@ def test_procedural_windows_keep_at_most_cap_per_teacher_top_class_and_resume(re
     assert m.build_procedural_windows(tmp_path / "none", teacher, candidates=0, cap=2,
                                       window_seconds=0.96, seed=0) == []
     assert not (tmp_path / "none").exists()  # a build without procedural sounds writes nothing for them
+
+
+class BrightTeacher(FakeYamnet):
+    """Scores Dog by the share of a frame's energy above 3 kHz, a score edits can raise; every
+    other class 0.01."""
+
+    def frame_scores(self, wave16k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        times, scores = super().frame_scores(wave16k)
+        scores[:] = 0.01
+        for i in range(len(times)):
+            piece = wave16k[i * yamnet.HOP_SAMPLES : i * yamnet.HOP_SAMPLES + yamnet.FRAME_SAMPLES]
+            power = np.abs(np.fft.rfft(piece)) ** 2
+            bright = power[np.fft.rfftfreq(len(piece), 1 / RATE) > 3000].sum() / max(power.sum(), 1e-12)
+            scores[i, self.columns[DOG]] = bright
+        return times, scores
+
+
+def test_sparse_classes_are_those_few_recorded_windows_hold_and_that_have_signal(recipe_module, monkeypatch):
+    labels = audioset()
+    key = {name: labels.ids[labels.names.index(name)] for name in (SPEECH, MUSIC, DOG)}
+    monkeypatch.setattr(recipe_module, "CLIMB_BELOW", 2)
+    lines = [json.dumps({"scores": {key[SPEECH]: 0.9, key[MUSIC]: 0.31, key[DOG]: 0.29}}),
+             json.dumps({"scores": {key[SPEECH]: 0.8, key[DOG]: 0.6}})]
+    sparse = {labels.names[i] for i in recipe_module.sparse_classes(lines, labels)}
+    assert SPEECH not in sparse and {MUSIC, DOG, "Bird"} <= sparse  # Music and Dog once, Bird never
+    assert not sparse & set(yamnet.MISSING_AUDIOSET_CLASSES)  # no signal: nothing to climb towards
+    assert len(sparse) == 527 - 1 - len(yamnet.MISSING_AUDIOSET_CLASSES)
+
+
+def test_climbed_windows_are_positive_for_their_class_seeded_and_resumable(recipe_module, tmp_path, monkeypatch):
+    m = recipe_module
+    for name, value in [("SHARD", 2), ("CLIMB_POOL", 12), ("CLIMB_STEPS", 8)]:
+        monkeypatch.setattr(m, name, value)
+    labels = audioset()
+    dog, music = labels.names.index(DOG), labels.names.index(MUSIC)
+    data, teacher = tmp_path / "data", BrightTeacher()
+    # Music scores 0.01 everywhere: below CLIMB_START, out of reach, so no climbs for it.
+    lines = m.build_climbed_windows(data, teacher, [music, dog], climbs=3, window_seconds=0.96, seed=0)
+    records = [json.loads(line) for line in lines]
+    assert records and {r["climbed_for"] for r in records} == {DOG}
+    assert len(list((data / "climbed-shards").iterdir())) == 2  # 3 climbs for Dog, 2 per shard
+    per_climb = Counter(r["path"].rsplit("-", 1)[0] for r in records)
+    assert max(per_climb.values()) <= m.CLIMB_KEEP
+    for r in records:
+        wave, rate = sf.read(str(data / r["path"]), dtype="float32")
+        assert rate == RATE and len(wave) == 15360
+        assert r["scores"][labels.ids[dog]] >= m.POSITIVE
+        # The stored score is the teacher's for the stored sound (to 16-bit FLAC and rounding).
+        assert r["scores"][labels.ids[dog]] == pytest.approx(window_scores(teacher, wave)[dog], abs=0.01)
+
+    (data / "climbed-shards" / "0001.jsonl").unlink()  # as if interrupted in the last shard
+    assert m.build_climbed_windows(data, teacher, [music, dog], climbs=3, window_seconds=0.96, seed=0) == lines
+    assert m.build_climbed_windows(tmp_path / "none", teacher, [dog], climbs=0, window_seconds=0.96, seed=0) == []
+    assert not (tmp_path / "none").exists()
+
+    # In a build, the climbs go towards the classes the recorded windows lack and join the manifest.
+    corpus = _fake_corpus(tmp_path / "corpus")
+    train = m.build_train_windows(corpus, tmp_path / "run", teacher, count=2, window_seconds=0.96, seed=0,
+                                  mix_p=0.5, speed_p=0.5, climbs=1)
+    built = [json.loads(line) for line in train.read_text().splitlines()]
+    assert [("from" in r, r.get("climbed_for")) for r in built] == [(True, None)] * 2 + [(False, DOG)] * (len(built) - 2)
+    assert len(built) > 2
 
 
 def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):

@@ -53,3 +53,33 @@ def test_families_differ_in_what_they_put_where(sounds):
     quiet = [np.mean(np.abs(sounds.FAMILIES["transients"](rng, WINDOW)) < 1e-4) for _ in range(5)]
     busy = [np.mean(np.abs(sounds.FAMILIES["noise"](rng, WINDOW)) < 1e-4) for _ in range(5)]
     assert min(quiet) > 0.3 and max(busy) < 0.05
+
+
+def _brightness(x: np.ndarray) -> np.ndarray:
+    """A stand-in judge with one class: the share of the sound's energy above 3 kHz."""
+    power = np.abs(np.fft.rfft(x)) ** 2
+    return np.array([power[np.fft.rfftfreq(len(x), 1 / 16000) > 3000].sum() / power.sum()])
+
+
+def test_an_edit_keeps_the_length_and_renormalises_the_peak(sounds):
+    x, _ = sounds.procedural_sound(np.random.default_rng(1), WINDOW)
+    for seed in range(20):  # every kind of edit comes up in 20 draws
+        y = sounds.edited(np.random.default_rng(seed), x)
+        peak_db = 20 * np.log10(np.abs(y).max())
+        assert y.dtype == np.float32 and y.shape == x.shape and np.isfinite(y).all()
+        assert -20.01 <= peak_db <= -0.99 and not np.array_equal(y / np.abs(y).max(), x / np.abs(x).max())
+
+
+def test_a_climb_keeps_only_edits_that_raise_the_target_and_is_seeded(sounds):
+    start, _ = sounds.procedural_sound(np.random.default_rng(2), 4000)
+    path = sounds.climbed(np.random.default_rng(5), start, _brightness, 0, steps=25)
+    rising = [_brightness(start)[0]] + [float(scores[0]) for _, scores in path]
+    assert path and all(a < b for a, b in zip(rising, rising[1:]))
+    assert all(np.array_equal(_brightness(wave), scores) and wave.shape == start.shape for wave, scores in path)
+    again = sounds.climbed(np.random.default_rng(5), start, _brightness, 0, steps=25)
+    assert [s for _, s in again] == [s for _, s in path]
+
+
+def test_a_climb_that_cannot_rise_keeps_nothing(sounds):
+    start, _ = sounds.procedural_sound(np.random.default_rng(2), 4000)
+    assert sounds.climbed(np.random.default_rng(5), start, lambda x: np.array([0.5, np.nan]), 1, steps=10) == []

@@ -12,7 +12,9 @@ more epochs: --epochs) goes on where it stopped:
      from different sources, gain, pitch-and-speed changes), scored by the teacher; written in
      shards of SHARD windows; with --procedural N, also N generated sounds of generic families
      (procedural_sounds.py) scored by the teacher, at most PROCEDURAL_CAP kept per teacher top
-     class (measured on the 0.96 s recipe: models/README.md, "Procedural sounds");
+     class (measured on the 0.96 s recipe: models/README.md, "Procedural sounds"); with
+     --climbs K, also K greedy climbs of procedural sounds per class the recorded windows hold
+     too little of, each edit judged by the teacher (models/README.md, "Climbed sounds");
   2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
      by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
@@ -50,6 +52,11 @@ POSITIVE = 0.3  # a teacher score counted as a positive label in the mAP
 VALID_WINDOWS = 300  # held-out windows scored after each epoch (all of them at the end)
 PROCEDURAL_CAP = 200  # kept procedural windows per teacher top class: the families make beeps
 # and noise far more often than bells or calls, so a cap spreads them over the teacher's classes
+CLIMB_BELOW = 200  # classes held by fewer recorded windows than this get climbed windows
+CLIMB_POOL = 6000  # procedural sounds the climbs start from
+CLIMB_START = 0.1  # a class is climbed towards only from a sound the teacher scores this for
+CLIMB_STEPS = 30  # random edits tried per climb
+CLIMB_KEEP = 3  # windows kept per climb at most: its last (highest-scoring) positive sounds
 
 
 # --------------------------------------------------------------------------- the corpus
@@ -178,9 +185,11 @@ def make_window(
 def build_train_windows(
     corpus: Path, data: Path, teacher, *, count: int, window_seconds: float, seed: int,
     mix_p: float, speed_p: float, procedural: int = 0, procedural_cap: int = PROCEDURAL_CAP,
+    climbs: int = 0,
 ) -> Path:
     """Stage 1: `count` augmented windows in shards (finished shards are kept on a rerun), then
-    the procedural ones (build_procedural_windows); the training manifest of both."""
+    the procedural (build_procedural_windows) and climbed (build_climbed_windows) ones; the
+    training manifest of all three."""
     from asttag.distill import window_scores
     from asttag.labels import audioset
 
@@ -200,10 +209,12 @@ def build_train_windows(
             records.append(json.dumps({**record, "from": used}))
         return records
 
-    lines = _in_shards(data / "shards", count, make, what="training windows")
-    lines += build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
-                                      window_seconds=window_seconds, seed=seed)
-    return _write_manifest(data / "train.jsonl", lines)
+    recorded = _in_shards(data / "shards", count, make, what="training windows")
+    procedural_lines = build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
+                                                window_seconds=window_seconds, seed=seed)
+    climbed = build_climbed_windows(data, teacher, sparse_classes(recorded, labels), climbs=climbs,
+                                    window_seconds=window_seconds, seed=seed)
+    return _write_manifest(data / "train.jsonl", recorded + procedural_lines + climbed)
 
 
 def build_procedural_windows(
@@ -243,6 +254,60 @@ def build_procedural_windows(
 
     lines = _in_shards(data / "procedural-shards", candidates, make, what="procedural windows")
     log.info("procedural windows: %d kept of %d", len(lines), candidates)
+    return lines
+
+
+def sparse_classes(recorded: list[str], labels) -> list[int]:
+    """The classes with teacher signal that fewer than CLIMB_BELOW of the recorded windows hold
+    (score >= POSITIVE), in label order."""
+    from asttag.yamnet import MISSING_AUDIOSET_CLASSES
+
+    held: Counter[str] = Counter()
+    for line in recorded:
+        held.update(k for k, v in json.loads(line)["scores"].items() if v >= POSITIVE)
+    return [i for i, (key, name) in enumerate(zip(labels.ids, labels.names))
+            if held[key] < CLIMB_BELOW and name not in MISSING_AUDIOSET_CLASSES]
+
+
+def build_climbed_windows(
+    data: Path, teacher, targets: list[int], *, climbs: int, window_seconds: float, seed: int,
+) -> list[str]:
+    """Stage 1, searched: CLIMB_POOL procedural sounds scored by the teacher; for each target
+    class some of them score at least CLIMB_START for, `climbs` greedy climbs (procedural_sounds.
+    climbed, CLIMB_STEPS edits each) from the ones scoring highest for it; of each climb, the
+    last CLIMB_KEEP sounds it kept that score >= POSITIVE for the class become windows. In
+    shards of climbs (the pool is rebuilt, identically, on a rerun); the windows' manifest lines."""
+    from procedural_sounds import climbed, procedural_sound
+
+    from asttag.distill import window_scores
+    from asttag.labels import audioset
+
+    if not climbs or not targets:
+        return []
+    labels = audioset()
+    samples = round(window_seconds * SAMPLE_RATE)
+    # Seeded apart from the recorded ([seed, i]) and procedural ([seed, i, 1]) windows.
+    pool = [procedural_sound(np.random.default_rng([seed, i, 2]), samples)[0] for i in range(CLIMB_POOL)]
+    pool_scores = np.nan_to_num(np.stack([window_scores(teacher, w) for w in pool]))
+    reachable = [c for c in targets if pool_scores[:, c].max() >= CLIMB_START]
+    best_first = np.argsort(-pool_scores, axis=0)
+
+    def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
+        records = []
+        for i in indices:
+            target, k = reachable[i // climbs], i % climbs
+            path = climbed(np.random.default_rng([seed, i, 3]), pool[best_first[k, target]],
+                           lambda w: window_scores(teacher, w), target, CLIMB_STEPS)
+            reached = [(w, s) for w, s in path if np.nan_to_num(s[target]) >= POSITIVE][-CLIMB_KEEP:]
+            for n, (wave, scores) in enumerate(reached):
+                saved = _saved_window(data, data / "climbed" / f"{shard:04d}" / f"{i:06d}-{n}.flac",
+                                      wave, scores, labels)
+                records.append(json.dumps({**saved, "climbed_for": labels.names[target]}))
+        return records
+
+    lines = _in_shards(data / "climbed-shards", len(reachable) * climbs, make, what="climbed windows")
+    log.info("climbed windows: %d from %d climbs for %d classes (%d of them within reach)",
+             len(lines), len(reachable) * climbs, len(targets), len(reachable))
     return lines
 
 
@@ -557,7 +622,8 @@ def build(args: argparse.Namespace) -> dict:
     started = time.time()
     build_train_windows(args.corpus, data, teacher, count=args.windows, window_seconds=window_seconds,
                         seed=args.seed, mix_p=args.mix, speed_p=args.speed,
-                        procedural=args.procedural, procedural_cap=args.procedural_cap)
+                        procedural=args.procedural, procedural_cap=args.procedural_cap,
+                        climbs=args.climbs)
     heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
@@ -575,14 +641,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--corpus", type=Path, required=True, help="the built corpus (default_corpus.py)")
     b.add_argument("--run", type=Path, required=True, help="working directory: windows, run, evaluation")
     b.add_argument("--teacher", type=Path, help="YAMNet .tflite (default: the corpus's)")
-    b.add_argument("--windows", type=int, default=20000, help="augmented training windows (one epoch)")
+    b.add_argument("--windows", type=int, default=40000, help="augmented training windows (one epoch)")
     b.add_argument("--mix", type=float, default=0.5, help="share of windows mixing two clips")
     b.add_argument("--speed", type=float, default=0.5, help="share of clips with a speed/pitch change")
-    b.add_argument("--procedural", type=int, default=0,
-                   help="procedural sounds to generate and score (measured: 60000, of which about "
-                        "20,000 are kept; the shipped model used none)")
+    b.add_argument("--procedural", type=int, default=60000,
+                   help="procedural sounds to generate and score (about a third are kept; 0: none)")
     b.add_argument("--procedural-cap", type=int, default=PROCEDURAL_CAP,
                    help="procedural windows kept per teacher top class")
+    b.add_argument("--climbs", type=int, default=12,
+                   help="greedy climbs of procedural sounds per class that fewer than "
+                        f"{CLIMB_BELOW} recorded windows hold (the teacher judges each edit)")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
     b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")

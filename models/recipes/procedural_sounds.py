@@ -17,6 +17,12 @@ imitations of any class:
 
 A third of the sounds mix two families; half go through a synthetic room (exponentially
 decaying noise); every sound is normalised to a random peak of -20 to -1 dBFS.
+
+`climbed` then walks a sound towards a class the teacher hears in it: random edits (another
+family mixed in, a band boosted or cut, a speed change, a room, a shifted copy laid over it),
+each kept when the teacher's score for the class rises (a greedy search with the teacher as the
+judge, as data-free distillation does; the edits are whole-sound changes, not sample-level
+perturbations, so what the teacher hears is in the sound).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, resample, sosfilt
 
 SAMPLE_RATE = 16000
 NYQUIST = SAMPLE_RATE / 2
@@ -181,3 +187,43 @@ def procedural_sound(rng: np.random.Generator, samples: int) -> tuple[np.ndarray
         x = room(rng, x)
     peak = 10 ** (rng.uniform(-20, -1) / 20)
     return (_unit_peak(x) * peak).astype(np.float32), made_of
+
+
+def _random_edit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    edit = rng.integers(5)
+    if edit == 0:  # another family mixed in
+        return x + rng.uniform(0.05, 0.5) * _unit_peak(procedural_sound(rng, len(x))[0])
+    if edit == 1:  # a band boosted or cut
+        centre = log_uniform(rng, 100, 6000)
+        half_width = centre * rng.uniform(0.1, 0.5)
+        band = [max(40, centre - half_width), min(NYQUIST - 200, centre + half_width)]
+        return x + rng.uniform(-0.9, 2.0) * sosfilt(butter(2, band, btype="band", fs=SAMPLE_RATE, output="sos"), x)
+    if edit == 2:  # faster or slower (and higher or lower), cut or padded back to length
+        y = resample(x, int(len(x) / rng.uniform(0.8, 1.25)))
+        return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+    if edit == 3:
+        return room(rng, x)
+    return x + rng.uniform(0.3, 1) * np.roll(x, int(rng.integers(len(x))))  # a shifted copy over it
+
+
+def edited(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """`x` after one random edit, at a random peak of -20 to -1 dBFS (float32)."""
+    return (_unit_peak(_random_edit(rng, x)) * 10 ** (rng.uniform(-20, -1) / 20)).astype(np.float32)
+
+
+def climbed(
+    rng: np.random.Generator, start: np.ndarray, scores_of: Callable[[np.ndarray], np.ndarray],
+    target: int, steps: int,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A greedy climb from `start` towards class `target`: `steps` random edits, each kept when
+    scores_of (the teacher: a score per class, NaN where it has none) rates the edited sound
+    higher for the target than the sound it edits. The kept sounds with their scores, in order."""
+    best = float(np.nan_to_num(scores_of(start)[target]))
+    x, kept = start, []
+    for _ in range(steps):
+        candidate = edited(rng, x)
+        scores = scores_of(candidate)
+        if float(np.nan_to_num(scores[target])) > best:
+            x, best = candidate, float(scores[target])
+            kept.append((x, scores))
+    return kept
