@@ -13,11 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import recipe_script, tiny_config, tiny_model, write_tone
 from typer.testing import CliRunner
 
 from asttag import yamnet
-from asttag.cli import app
 from asttag.checkpoint import save
+from asttag.cli import app
 from asttag.distill import (
     DistillError,
     ModelTeacher,
@@ -29,14 +30,18 @@ from asttag.distill import (
     window_scores,
     write_soft_manifest,
 )
-from asttag.ensemble import Ensemble, is_bundle, load_bundle, read_bundle_metadata, save_bundle
+from asttag.ensemble import (
+    Ensemble,
+    is_bundle,
+    load_bundle,
+    read_bundle_metadata,
+    save_bundle,
+)
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
 from asttag.recipes import load_recipe
 from asttag.training import RECIPE_FILE
-
-from conftest import recipe_script, tiny_config, tiny_model, write_tone
 
 RATE = 16000
 SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"

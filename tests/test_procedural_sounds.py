@@ -3,6 +3,8 @@ seeded, of the asked length and level, from every family."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from conftest import recipe_script
@@ -74,7 +76,7 @@ def test_a_climb_keeps_only_edits_that_raise_the_target_and_is_seeded(sounds):
     start, _ = sounds.procedural_sound(np.random.default_rng(2), 4000)
     path = sounds.climbed(np.random.default_rng(5), start, _brightness, 0, steps=25)
     rising = [_brightness(start)[0]] + [float(scores[0]) for _, scores in path]
-    assert path and all(a < b for a, b in zip(rising, rising[1:]))
+    assert path and all(a < b for a, b in pairwise(rising))
     assert all(np.array_equal(_brightness(wave), scores) and wave.shape == start.shape for wave, scores in path)
     again = sounds.climbed(np.random.default_rng(5), start, _brightness, 0, steps=25)
     assert [s for _, s in again] == [s for _, s in path]
