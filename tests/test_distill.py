@@ -441,6 +441,13 @@ def test_climbed_windows_are_positive_for_their_class_seeded_and_resumable(recip
 
     (data / "climbed-shards" / "0001.jsonl").unlink()  # as if interrupted in the last shard
     assert m.build_climbed_windows(data, teacher, [music, dog], climbs=3, window_seconds=0.96, seed=0) == lines
+
+    class Absent(BrightTeacher):
+        def frame_scores(self, wave16k):
+            raise AssertionError("a finished climb stage asked the teacher")
+
+    # Finished: read back without rebuilding the pool (6,000 teacher calls in a real build).
+    assert m.build_climbed_windows(data, Absent(), [music, dog], climbs=3, window_seconds=0.96, seed=0) == lines
     assert m.build_climbed_windows(tmp_path / "none", teacher, [dog], climbs=0, window_seconds=0.96, seed=0) == []
     assert not (tmp_path / "none").exists()
 

@@ -212,8 +212,8 @@ def build_train_windows(
     recorded = _in_shards(data / "shards", count, make, what="training windows")
     procedural_lines = build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
                                                 window_seconds=window_seconds, seed=seed)
-    climbed = build_climbed_windows(data, teacher, sparse_classes(recorded, labels), climbs=climbs,
-                                    window_seconds=window_seconds, seed=seed)
+    climbed = build_climbed_windows(data, teacher, sparse_classes(recorded, labels) if climbs else [],
+                                    climbs=climbs, window_seconds=window_seconds, seed=seed)
     return _write_manifest(data / "train.jsonl", recorded + procedural_lines + climbed)
 
 
@@ -276,7 +276,10 @@ def build_climbed_windows(
     class some of them score at least CLIMB_START for, `climbs` greedy climbs (procedural_sounds.
     climbed, CLIMB_STEPS edits each) from the ones scoring highest for it; of each climb, the
     last CLIMB_KEEP sounds it kept that score >= POSITIVE for the class become windows. In
-    shards of climbs (the pool is rebuilt, identically, on a rerun); the windows' manifest lines."""
+    shards of climbs; the classes within reach are recorded, so a rerun rebuilds the pool
+    (identically) only while a shard is missing. The windows' manifest lines."""
+    from functools import cache, partial
+
     from procedural_sounds import climbed, procedural_sound
 
     from asttag.distill import window_scores
@@ -286,18 +289,32 @@ def build_climbed_windows(
         return []
     labels = audioset()
     samples = round(window_seconds * SAMPLE_RATE)
-    # Seeded apart from the recorded ([seed, i]) and procedural ([seed, i, 1]) windows.
-    pool = [procedural_sound(np.random.default_rng([seed, i, 2]), samples)[0] for i in range(CLIMB_POOL)]
-    pool_scores = np.nan_to_num(np.stack([window_scores(teacher, w) for w in pool]))
-    reachable = [c for c in targets if pool_scores[:, c].max() >= CLIMB_START]
-    best_first = np.argsort(-pool_scores, axis=0)
+    judge = partial(window_scores, teacher)
+
+    @cache
+    def pool() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """The starting sounds, per class their indices from the highest score down, and per
+        class the highest score."""
+        # Seeded apart from the recorded ([seed, i]) and procedural ([seed, i, 1]) windows.
+        waves = [procedural_sound(np.random.default_rng([seed, i, 2]), samples)[0] for i in range(CLIMB_POOL)]
+        scores = np.nan_to_num(np.stack([judge(w) for w in waves]))
+        return waves, np.argsort(-scores, axis=0), scores.max(axis=0)
+
+    within_reach = data / "climbed-classes.json"
+    if within_reach.exists():
+        reachable = json.loads(within_reach.read_text("utf-8"))
+    else:
+        highest = pool()[2]
+        reachable = [c for c in targets if highest[c] >= CLIMB_START]
+        _write_text(within_reach, json.dumps(reachable) + "\n")
 
     def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
+        waves, best_first, _ = pool()
         records = []
         for i in indices:
             target, k = reachable[i // climbs], i % climbs
-            path = climbed(np.random.default_rng([seed, i, 3]), pool[best_first[k, target]],
-                           lambda w: window_scores(teacher, w), target, CLIMB_STEPS)
+            path = climbed(np.random.default_rng([seed, i, 3]), waves[best_first[k, target]],
+                           judge, target, CLIMB_STEPS)
             reached = [(w, s) for w, s in path if np.nan_to_num(s[target]) >= POSITIVE][-CLIMB_KEEP:]
             for n, (wave, scores) in enumerate(reached):
                 saved = _saved_window(data, data / "climbed" / f"{shard:04d}" / f"{i:06d}-{n}.flac",

@@ -40,12 +40,16 @@ def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
+def band_pass(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """`x` through a 2nd-order Butterworth band-pass of low..high Hz."""
+    return sosfilt(butter(2, [low, high], btype="band", fs=SAMPLE_RATE, output="sos"), x)
+
+
 def band_noise(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
-    """White noise through a 2nd-order Butterworth band-pass of low..high Hz (clamped)."""
+    """White noise through a band-pass of low..high Hz (clamped)."""
     low = min(max(low, 30.0), NYQUIST - 400)
     high = min(max(high, low * 1.1), NYQUIST - 200)
-    return sosfilt(butter(2, [low, high], btype="band", fs=SAMPLE_RATE, output="sos"),
-                   rng.standard_normal(n))
+    return band_pass(rng.standard_normal(n), low, high)
 
 
 def gate(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -138,8 +142,8 @@ def call(rng: np.random.Generator, n: int) -> np.ndarray:
     for _ in range(int(rng.integers(0, 4))):  # resonances
         centre = log_uniform(rng, 300, 4000)
         half_width = centre * rng.uniform(0.05, 0.25)
-        band = [max(40, centre - half_width), min(NYQUIST - 100, centre + half_width)]
-        x = x + rng.uniform(0.5, 2) * sosfilt(butter(2, band, btype="band", fs=SAMPLE_RATE, output="sos"), x)
+        low, high = max(40, centre - half_width), min(NYQUIST - 100, centre + half_width)
+        x = x + rng.uniform(0.5, 2) * band_pass(x, low, high)
     envelope = np.sin(np.pi * u) ** rng.uniform(0.3, 2) * (t < length)
     return np.roll(x * envelope, int(rng.uniform(0, max(0.0, 1 - length * SAMPLE_RATE / n)) * n))
 
@@ -185,8 +189,12 @@ def procedural_sound(rng: np.random.Generator, samples: int) -> tuple[np.ndarray
         made_of += " + " + second
     if rng.random() < 0.5:
         x = room(rng, x)
-    peak = 10 ** (rng.uniform(-20, -1) / 20)
-    return (_unit_peak(x) * peak).astype(np.float32), made_of
+    return _at_random_peak(rng, x), made_of
+
+
+def _at_random_peak(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """`x` scaled to a random peak of -20 to -1 dBFS, as float32."""
+    return (_unit_peak(x) * 10 ** (rng.uniform(-20, -1) / 20)).astype(np.float32)
 
 
 def _random_edit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
@@ -196,8 +204,8 @@ def _random_edit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     if edit == 1:  # a band boosted or cut
         centre = log_uniform(rng, 100, 6000)
         half_width = centre * rng.uniform(0.1, 0.5)
-        band = [max(40, centre - half_width), min(NYQUIST - 200, centre + half_width)]
-        return x + rng.uniform(-0.9, 2.0) * sosfilt(butter(2, band, btype="band", fs=SAMPLE_RATE, output="sos"), x)
+        low, high = max(40, centre - half_width), min(NYQUIST - 200, centre + half_width)
+        return x + rng.uniform(-0.9, 2.0) * band_pass(x, low, high)
     if edit == 2:  # faster or slower (and higher or lower), cut or padded back to length
         y = resample(x, int(len(x) / rng.uniform(0.8, 1.25)))
         return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
@@ -208,7 +216,7 @@ def _random_edit(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
 
 def edited(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     """`x` after one random edit, at a random peak of -20 to -1 dBFS (float32)."""
-    return (_unit_peak(_random_edit(rng, x)) * 10 ** (rng.uniform(-20, -1) / 20)).astype(np.float32)
+    return _at_random_peak(rng, _random_edit(rng, x))
 
 
 def climbed(
