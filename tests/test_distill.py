@@ -5,6 +5,7 @@ teacher standing in for YAMNet. Nothing is downloaded; no corpus is read."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -458,6 +459,40 @@ def test_climbed_windows_are_positive_for_their_class_seeded_and_resumable(recip
     built = [json.loads(line) for line in train.read_text().splitlines()]
     assert [("from" in r, r.get("climbed_for")) for r in built] == [(True, None)] * 2 + [(False, DOG)] * (len(built) - 2)
     assert len(built) > 2
+
+
+def test_climbs_start_from_recorded_windows_only_for_classes_they_are_not_yet(recipe_module, tmp_path, monkeypatch):
+    m = recipe_module
+    for name, value in [("SHARD", 2), ("CLIMB_POOL", 3), ("CLIMB_STEPS", 8)]:
+        monkeypatch.setattr(m, name, value)
+    # Silent procedural sounds: no Dog in them, so only a recorded window can start a Dog climb.
+    monkeypatch.setattr(sys.modules["procedural_sounds"], "procedural_sound",
+                        lambda rng, samples: (np.zeros(samples, np.float32), "silence"))
+    labels = audioset()
+    dog, music = labels.names.index(DOG), labels.names.index(MUSIC)
+    data, teacher = tmp_path / "data", BrightTeacher()
+    t = np.arange(15360) / RATE
+    dull = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.12 * np.random.default_rng(0).standard_normal(len(t))
+    recorded = []
+    for name, wave in [("dull", dull), ("bright", np.random.default_rng(1).standard_normal(len(t)) * 0.3)]:
+        sf.write(str(_mkdir(data / "windows") / f"{name}.flac"), wave.astype(np.float32), RATE, subtype="PCM_16")
+        stored = window_scores(teacher, wave.astype(np.float32))
+        recorded.append(json.dumps({"path": f"windows/{name}.flac",
+                                    "scores": {labels.ids[dog]: round(float(stored[dog]), 4)}}))
+    assert json.loads(recorded[0])["scores"][labels.ids[dog]] < m.POSITIVE <= json.loads(recorded[1])["scores"][labels.ids[dog]]
+
+    lines = m.build_climbed_windows(data, teacher, [music, dog], climbs=1, window_seconds=0.96, seed=0,
+                                    recorded=recorded)
+    records = [json.loads(line) for line in lines]
+    # The bright window is a Dog window already (it would rank first): the climb starts from the dull one.
+    assert records and {(r["climbed_for"], r["climbed_from"]) for r in records} == {(DOG, "windows/dull.flac")}
+    assert all(r["scores"][labels.ids[dog]] >= m.POSITIVE for r in records)
+    assert json.loads((data / "climbed-classes.json").read_text()) == [dog]
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):

@@ -185,7 +185,7 @@ def make_window(
 def build_train_windows(
     corpus: Path, data: Path, teacher, *, count: int, window_seconds: float, seed: int,
     mix_p: float, speed_p: float, procedural: int = 0, procedural_cap: int = PROCEDURAL_CAP,
-    climbs: int = 0,
+    climbs: int = 0, climb_recorded: bool = False,
 ) -> Path:
     """Stage 1: `count` augmented windows in shards (finished shards are kept on a rerun), then
     the procedural (build_procedural_windows) and climbed (build_climbed_windows) ones; the
@@ -213,7 +213,8 @@ def build_train_windows(
     procedural_lines = build_procedural_windows(data, teacher, candidates=procedural, cap=procedural_cap,
                                                 window_seconds=window_seconds, seed=seed)
     climbed = build_climbed_windows(data, teacher, sparse_classes(recorded, labels) if climbs else [],
-                                    climbs=climbs, window_seconds=window_seconds, seed=seed)
+                                    climbs=climbs, window_seconds=window_seconds, seed=seed,
+                                    recorded=recorded if climb_recorded else [])
     return _write_manifest(data / "train.jsonl", recorded + procedural_lines + climbed)
 
 
@@ -271,15 +272,19 @@ def sparse_classes(recorded: list[str], labels) -> list[int]:
 
 def build_climbed_windows(
     data: Path, teacher, targets: list[int], *, climbs: int, window_seconds: float, seed: int,
+    recorded: Sequence[str] = (),
 ) -> list[str]:
-    """Stage 1, searched: CLIMB_POOL procedural sounds scored by the teacher; for each target
-    class some of them score at least CLIMB_START for, `climbs` greedy climbs (procedural_sounds.
-    climbed, CLIMB_STEPS edits each) from the ones scoring highest for it; of each climb, the
-    last CLIMB_KEEP sounds it kept that score >= POSITIVE for the class become windows. In
-    shards of climbs; the classes within reach are recorded, so a rerun rebuilds the pool
-    (identically) only while a shard is missing. The windows' manifest lines."""
+    """Stage 1, searched: CLIMB_POOL procedural sounds scored by the teacher, and the `recorded`
+    windows (manifest lines under `data`, their stored scores) as starts for the classes they
+    are not yet positive for; for each target class some start scores at least CLIMB_START
+    for, `climbs` greedy climbs (procedural_sounds.climbed, CLIMB_STEPS edits each) from the
+    starts scoring highest for it; of each climb, the last CLIMB_KEEP sounds it kept that score
+    >= POSITIVE for the class become windows. In shards of climbs; the classes within reach are
+    recorded, so a rerun rebuilds the pool (identically) only while a shard is missing. The
+    windows' manifest lines."""
     from functools import cache, partial
 
+    import soundfile as sf
     from procedural_sounds import climbed, procedural_sound
 
     from asttag.distill import window_scores
@@ -293,12 +298,26 @@ def build_climbed_windows(
 
     @cache
     def pool() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """The starting sounds, per class their indices from the highest score down, and per
-        class the highest score."""
+        """The procedural starting sounds, per class the indices of all starts (procedural,
+        then recorded) from the highest score down, and per class the highest score."""
         # Seeded apart from the recorded ([seed, i]) and procedural ([seed, i, 1]) windows.
         waves = [procedural_sound(np.random.default_rng([seed, i, 2]), samples)[0] for i in range(CLIMB_POOL)]
         scores = np.nan_to_num(np.stack([judge(w) for w in waves]))
+        if recorded:
+            heard = _score_matrix(recorded, labels)
+            # A recorded window the teacher already hears as a class is a training window for it:
+            # a climb from there would add near copies, not a new way to sound like the class.
+            heard[heard >= POSITIVE] = 0.0
+            scores = np.concatenate([scores, heard])
         return waves, np.argsort(-scores, axis=0), scores.max(axis=0)
+
+    def start(index: int) -> tuple[np.ndarray, dict]:
+        """A starting sound, and what the climbed windows record of it (a recorded one's path)."""
+        waves = pool()[0]
+        if index < len(waves):
+            return waves[index], {}
+        window = json.loads(recorded[index - len(waves)])["path"]
+        return sf.read(str(data / window), dtype="float32")[0], {"climbed_from": window}
 
     within_reach = data / "climbed-classes.json"
     if within_reach.exists():
@@ -309,23 +328,33 @@ def build_climbed_windows(
         _write_text(within_reach, json.dumps(reachable) + "\n")
 
     def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
-        waves, best_first, _ = pool()
+        best_first = pool()[1]
         records = []
         for i in indices:
             target, k = reachable[i // climbs], i % climbs
-            path = climbed(np.random.default_rng([seed, i, 3]), waves[best_first[k, target]],
-                           judge, target, CLIMB_STEPS)
+            wave, origin = start(best_first[k, target])
+            path = climbed(np.random.default_rng([seed, i, 3]), wave, judge, target, CLIMB_STEPS)
             reached = [(w, s) for w, s in path if np.nan_to_num(s[target]) >= POSITIVE][-CLIMB_KEEP:]
             for n, (wave, scores) in enumerate(reached):
                 saved = _saved_window(data, data / "climbed" / f"{shard:04d}" / f"{i:06d}-{n}.flac",
                                       wave, scores, labels)
-                records.append(json.dumps({**saved, "climbed_for": labels.names[target]}))
+                records.append(json.dumps({**saved, "climbed_for": labels.names[target], **origin}))
         return records
 
     lines = _in_shards(data / "climbed-shards", len(reachable) * climbs, make, what="climbed windows")
     log.info("climbed windows: %d from %d climbs for %d classes (%d of them within reach)",
              len(lines), len(reachable) * climbs, len(targets), len(reachable))
     return lines
+
+
+def _score_matrix(lines: Sequence[str], labels) -> np.ndarray:
+    """The manifest lines' stored scores, a row per line in label order (0 where none is stored)."""
+    column = {key: i for i, key in enumerate(labels.ids)}
+    matrix = np.zeros((len(lines), len(labels.ids)))
+    for row, line in enumerate(lines):
+        for key, value in json.loads(line)["scores"].items():
+            matrix[row, column[key]] = value
+    return matrix
 
 
 def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: float) -> tuple[Path, Path]:
@@ -640,7 +669,7 @@ def build(args: argparse.Namespace) -> dict:
     build_train_windows(args.corpus, data, teacher, count=args.windows, window_seconds=window_seconds,
                         seed=args.seed, mix_p=args.mix, speed_p=args.speed,
                         procedural=args.procedural, procedural_cap=args.procedural_cap,
-                        climbs=args.climbs)
+                        climbs=args.climbs, climb_recorded=args.climb_recorded)
     heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
@@ -668,6 +697,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--climbs", type=int, default=12,
                    help="greedy climbs of procedural sounds per class that fewer than "
                         f"{CLIMB_BELOW} recorded windows hold (the teacher judges each edit)")
+    b.add_argument("--climb-recorded", action="store_true",
+                   help="climbs also start from recorded windows, for the classes the teacher does not "
+                        "yet hear in them (a run directory keeps the choice it was built with)")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
     b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")
