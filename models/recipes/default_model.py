@@ -14,7 +14,8 @@ more epochs: --epochs) goes on where it stopped:
      (procedural_sounds.py) scored by the teacher, at most PROCEDURAL_CAP kept per teacher top
      class (measured on the 0.96 s recipe: models/README.md, "Procedural sounds"); with
      --climbs K, also K greedy climbs of procedural sounds per class the recorded windows hold
-     too little of, each edit judged by the teacher (models/README.md, "Climbed sounds");
+     too little of, each edit judged by the teacher (models/README.md, "Climbed sounds"), and
+     with --climb-recorded from recorded windows too;
   2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
      by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
