@@ -50,6 +50,7 @@ __all__ = [
     "soft_record",
     "write_soft_manifest",
     "read_soft_manifest",
+    "soft_scores",
     "write_label_file",
     "is_yamnet_file",
     "cut_recordings",
@@ -200,14 +201,21 @@ def read_soft_manifest(path: str | Path, *, labels: LabelSet) -> list[SoftTarget
         if not line.strip():
             continue
         record = json.loads(line)
-        scores = np.zeros(len(labels), dtype=np.float32)
-        for key, value in record["scores"].items():
-            try:
-                scores[labels.index(key)] = value
-            except KeyError as e:
-                raise DistillError(f"{path}:{number}: {e.args[0]}") from None
+        try:
+            scores = soft_scores(record["scores"], labels)
+        except KeyError as e:
+            raise DistillError(f"{path}:{number}: {e.args[0]}") from None
         targets.append(SoftTarget(path.parent / record["path"], scores))
     return targets
+
+
+def soft_scores(scores: dict[str, float], labels: LabelSet) -> np.ndarray:
+    """A manifest line's scores (soft_record's "scores") back in label order; classes it leaves
+    out read as 0. KeyError names a label the set does not have."""
+    vector = np.zeros(len(labels), dtype=np.float32)
+    for key, value in scores.items():
+        vector[labels.index(key)] = value
+    return vector
 
 
 def write_label_file(labels: LabelSet, path: str | Path) -> Path:

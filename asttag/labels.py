@@ -11,6 +11,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -80,8 +81,8 @@ class LabelSet:
         Ids and names win over positions, so a class named "10" is found by its name.
         """
         if isinstance(key, str):
-            if key in self.ids:
-                return self.ids.index(key)
+            if key in self._positions:
+                return self._positions[key]
             folded = key.casefold()
             for i, name in enumerate(self.names):
                 if name.casefold() == folded:
@@ -92,6 +93,11 @@ class LabelSet:
         if not 0 <= i < len(self):
             raise KeyError(f"label index {i} is out of range (0..{len(self) - 1})")
         return i
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Position by id: manifests look up every stored score by its id."""
+        return {key: i for i, key in enumerate(self.ids)}
 
     def to_dict(self) -> dict:
         return {"names": list(self.names), "ids": list(self.ids), "multi_label": self.multi_label}

@@ -264,11 +264,8 @@ def sparse_classes(recorded: list[str], labels) -> list[int]:
     (score >= POSITIVE), in label order."""
     from asttag.yamnet import MISSING_AUDIOSET_CLASSES
 
-    held: Counter[str] = Counter()
-    for line in recorded:
-        held.update(k for k, v in json.loads(line)["scores"].items() if v >= POSITIVE)
-    return [i for i, (key, name) in enumerate(zip(labels.ids, labels.names))
-            if held[key] < CLIMB_BELOW and name not in MISSING_AUDIOSET_CLASSES]
+    held = (_score_matrix(recorded, labels) >= POSITIVE).sum(axis=0)
+    return [i for i, name in enumerate(labels.names) if held[i] < CLIMB_BELOW and name not in MISSING_AUDIOSET_CLASSES]
 
 
 def build_climbed_windows(
@@ -350,12 +347,9 @@ def build_climbed_windows(
 
 def _score_matrix(lines: Sequence[str], labels) -> np.ndarray:
     """The manifest lines' stored scores, a row per line in label order (0 where none is stored)."""
-    column = {key: i for i, key in enumerate(labels.ids)}
-    matrix = np.zeros((len(lines), len(labels.ids)))
-    for row, line in enumerate(lines):
-        for key, value in json.loads(line)["scores"].items():
-            matrix[row, column[key]] = value
-    return matrix
+    from asttag.distill import soft_scores
+
+    return np.stack([soft_scores(json.loads(line)["scores"], labels) for line in lines])
 
 
 def build_heldout_windows(corpus: Path, data: Path, teacher, *, window_seconds: float) -> tuple[Path, Path]:
