@@ -40,6 +40,7 @@ __all__ = [
     "PRECISIONS",
     "PADS",
     "AGGREGATES",
+    "default_batch_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,24 @@ AGGREGATES = ("max", "mean")
 DEFAULT_TOP_K = 5
 DEFAULT_EVENT_THRESHOLD = 0.5
 _MIN_FRAMES = 32
+# A CPU batch holds as many input values as 8 windows of AST's full input (1024 frames x 128
+# bins), in 8 to 64 windows.
+_CPU_BATCH_VALUES = 8 * 1024 * 128
+_CPU_BATCH_RANGE = (8, 64)
+_CUDA_BATCH = 32
+
+
+def default_batch_size(features: FeatureConfig, device_type: str) -> int:
+    """Windows per forward pass when the caller names none: 32 on CUDA; on a CPU, 8 windows of
+    AST's full 10.24 s x 128-bin input and more of smaller inputs (up to 64: 64 for the default
+    model's 0.96 s x 64 bins). A forward pass over 8 small windows is too short to pay for
+    starting and stopping the CPU thread pool: beside another busy process, the default model
+    tagged a 10-minute file 1.6-2.2x faster in batches of 32 or 64 than of 8 (alone, the same
+    within 7%)."""
+    if device_type != "cpu":
+        return _CUDA_BATCH
+    low, high = _CPU_BATCH_RANGE
+    return max(low, min(high, _CPU_BATCH_VALUES // (features.target_length * features.num_mel_bins)))
 
 
 @dataclass(frozen=True)
@@ -311,6 +330,7 @@ class Tagger:
     `aggregate` (default: max for multi-label models, mean for single-label ones), keep `labels`
     only (names, ids or indices), those at or over `threshold`, and the `top_k` best (default 5
     without a threshold, all over it with one). Events use `threshold` (default 0.5).
+    `batch_size` windows go through the model at a time (default: `default_batch_size`).
     `workers` > 0 decodes and computes features in that many processes while the model runs.
     """
 
@@ -320,7 +340,7 @@ class Tagger:
         *,
         device: str | torch.device = "auto",
         precision: str = "fp32",
-        batch_size: int = 8,
+        batch_size: int | None = None,
         window: float | None = None,
         hop: float | None = None,
         pad: str = "zero",
@@ -337,7 +357,7 @@ class Tagger:
         _check_choice("pad", pad, PADS)
         if aggregate is not None:
             _check_choice("aggregate", aggregate, AGGREGATES)
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         if workers < 0:
             raise ValueError(f"workers must be 0 or more, got {workers}")
@@ -351,7 +371,7 @@ class Tagger:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = precision
         self.model = _prepare(model, device=self.device, precision=precision)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(self.features, self.device.type)
         self.pad = pad
         self.aggregate = aggregate or ("max" if self.label_set.multi_label else "mean")
         self.threshold = threshold

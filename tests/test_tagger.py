@@ -13,7 +13,7 @@ from asttag.audio import AudioError, find_audio, iter_blocks, load
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet
 from asttag.model import AST, ASTConfig
-from asttag.tagger import TagFailure, Tagger, TagResult, WindowPlan
+from asttag.tagger import TagFailure, Tagger, TagResult, WindowPlan, default_batch_size
 
 LABELS = ("Speech", "Inside, small room", "Music", "Dog")
 RATE = 16000
@@ -283,3 +283,15 @@ def test_tagger_is_the_public_api():
     import asttag
 
     assert asttag.Tagger is Tagger
+
+
+def test_default_batch_holds_more_windows_of_smaller_inputs_on_a_cpu():
+    full = FeatureConfig()  # AST's 1024 frames x 128 bins
+    assert default_batch_size(full, "cpu") == 8
+    assert default_batch_size(FeatureConfig(target_length=4096), "cpu") == 8  # never fewer
+    assert default_batch_size(FeatureConfig(target_length=256), "cpu") == 32
+    assert default_batch_size(FeatureConfig(num_mel_bins=64, target_length=96), "cpu") == 64
+    assert default_batch_size(FeatureConfig(num_mel_bins=64, target_length=96), "cuda") == 32
+    model = tiny_model()
+    assert Tagger(model, device="cpu").batch_size == 64  # 100 frames x 32 bins
+    assert Tagger(model, device="cpu", batch_size=3).batch_size == 3
