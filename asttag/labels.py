@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -133,6 +133,7 @@ def _parse_index_csv(text: str, source: str, *, multi_label: bool) -> LabelSet:
     )
 
 
+@cache  # a LabelSet is immutable, and teachers map every window's scores through it
 def audioset() -> LabelSet:
     """AudioSet's 527 classes in the order of class_labels_indices.csv (multi-label)."""
     text = resources.files("asttag").joinpath("data/audioset_labels.csv").read_text("utf-8")

@@ -15,6 +15,7 @@ import logging
 import math
 import zipfile
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ INSTALL_HINT = "pip install 'asttag[yamnet]'"
 _TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite file
 
 
+@cache
 def default_labels() -> tuple[str, ...]:
     """YAMNet's 521 class names in output order: AudioSet's order without the 6 missing classes."""
     from .labels import audioset
@@ -88,9 +90,13 @@ def read_embedded_labels(path: str | Path) -> tuple[str, ...] | None:
 
 def audioset_index(labels: Sequence[str] | None = None) -> np.ndarray:
     """For each YAMNet class (in `labels` order), its position among AudioSet's 527 classes."""
+    return _audioset_index(default_labels() if labels is None else tuple(labels)).copy()
+
+
+@cache  # every scored window maps through it
+def _audioset_index(labels: tuple[str, ...]) -> np.ndarray:
     from .labels import audioset
 
-    labels = default_labels() if labels is None else labels
     positions = {name: i for i, name in enumerate(audioset().names)}
     unknown = [name for name in labels if name not in positions]
     if unknown:
