@@ -51,8 +51,6 @@ AGGREGATES = ("max", "mean")
 DEFAULT_TOP_K = 5
 DEFAULT_EVENT_THRESHOLD = 0.5
 _MIN_FRAMES = 32
-# A CPU batch holds as many input values as 8 windows of AST's full input (1024 frames x 128
-# bins), in 8 to 64 windows.
 _CPU_BATCH_VALUES = 8 * 1024 * 128
 _CPU_BATCH_RANGE = (8, 64)
 _CUDA_BATCH = 32
@@ -63,8 +61,8 @@ def default_batch_size(features: FeatureConfig, device_type: str) -> int:
     AST's full 10.24 s x 128-bin input and more of smaller inputs (up to 64: 64 for the default
     model's 0.96 s x 64 bins). A forward pass over 8 small windows is too short to pay for
     starting and stopping the CPU thread pool: beside another busy process, the default model
-    tagged a 10-minute file 1.6-2.2x faster in batches of 32 or 64 than of 8 (alone, the same
-    within 7%)."""
+    tagged a 10-minute file 1.6-2.5x faster in batches of 32 or 64 than of 8 (alone, the same
+    within 7%; benchmarks/bench_batch.py)."""
     if device_type != "cpu":
         return _CUDA_BATCH
     low, high = _CPU_BATCH_RANGE

@@ -265,7 +265,8 @@ def sparse_classes(recorded: list[str], labels) -> list[int]:
     from asttag.yamnet import MISSING_AUDIOSET_CLASSES
 
     held = (_score_matrix(recorded, labels) >= POSITIVE).sum(axis=0)
-    return [i for i, name in enumerate(labels.names) if held[i] < CLIMB_BELOW and name not in MISSING_AUDIOSET_CLASSES]
+    return [i for i, name in enumerate(labels.names)
+            if held[i] < CLIMB_BELOW and name not in MISSING_AUDIOSET_CLASSES]
 
 
 def build_climbed_windows(
