@@ -308,6 +308,33 @@ def test_a_clip_stands_for_its_top_class_and_other_strong_ones(recipe_module):
     assert recipe_module.clip_labels(row) == {"Dog", "Bark"}
 
 
+def test_wider_checks_take_every_held_out_clip_the_teacher_is_sure_of_but_speech_and_music(recipe_module):
+    tops = [
+        ("a", "heldout", [["Dog", 0.9], ["Bark", 0.8]]),  # in the student's top 3
+        ("a", "heldout", [["Horse", 0.5]]),  # the rule's edge: in, missed
+        ("b", "heldout", [["Bell", 0.9]]),
+        ("b", "heldout", [["Bell", 0.49]]),  # the teacher is not sure: out
+        ("b", "heldout", [["Speech", 0.99]]),  # Speech and Music have their own figures
+        ("b", "heldout", [["Music", 0.99]]),
+        ("b", "heldout", []),  # the teacher hears nothing
+        ("a", "train", [["Dog", 0.9]]),  # training clips never count
+    ]
+    rows = [{"clip": f"clips/{package}/{i}.flac", "package": package, "split": split, "top": top}
+            for i, (package, split, top) in enumerate(tops)]
+    student = {"Dog": ["Dog", "Animal", "Bark"], "Horse": ["Animal", "Speech", "Music"], "Bell": ["Bell", "Chime", "Ding"]}
+    asked: list[Path] = []
+
+    def top3(path):
+        asked.append(path)
+        return student[next(r["top"][0][0] for r in rows if Path("/c") / r["clip"] == path)]
+
+    figures = recipe_module.teacher_top_checks(rows, top3, Path("/c"))
+    assert figures == {"clips": 3, "in_top3": 2, "share": pytest.approx(2 / 3),
+                       "by_package": {"a": {"clips": 2, "in_top3": 1}, "b": {"clips": 1, "in_top3": 1}},
+                       "missed": [{"clip": "clips/a/1.flac", "teacher_top": "Horse", "top3": student["Horse"]}]}
+    assert asked == [Path("/c/clips/a/0.flac"), Path("/c/clips/a/1.flac"), Path("/c/clips/b/2.flac")]
+
+
 def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monkeypatch):
     """Windows (augmented, resumable by shard), held-out windows, one epoch of the shipped
     student recipe, evaluation: the path `default_model.py build` takes, with a fake teacher."""
@@ -356,6 +383,8 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     assert figures["windows"] == 3 and 0 <= figures["top1_agreement"] <= 1
     assert figures["speech_top_on_heldout_speech"]["windows"] == 2
     assert len(figures["checks"]) == 1 and len(figures["checks"][0]["top3"]) == 3
+    # The fake corpus holds out only speech and music: no clip for the wider checks.
+    assert figures["teacher_top_in_top3"] == {"clips": 0, "in_top3": 0, "share": None, "by_package": {}, "missed": []}
 
     shipped = m.export(result.run_dir / "best.safetensors", tmp_path / "default.safetensors")
     assert shipped.stat().st_size < (result.run_dir / "best.safetensors").stat().st_size * 0.6
