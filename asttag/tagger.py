@@ -120,13 +120,17 @@ class TagFailure:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Where windows fall, counted in frame shifts (10 ms)."""
+    """Where windows fall, counted in frame shifts (10 ms).
+
+    Positions are integers on this grid; seconds exist only for output (`seconds`), so whether
+    two windows touch is decided exactly, however long the recording.
+    """
 
     target_length: int  # the model's input, in frames
     window_frames: int  # frame shifts one window spans
     hop_frames: int
     frames_per_window: int  # analysis frames wholly inside one window's audio
-    frame_seconds: float
+    frame_shift_ms: float
 
     @classmethod
     def build(cls, features: FeatureConfig, *, window: float | None = None,
@@ -143,15 +147,24 @@ class WindowPlan:
         if frames_per_window < 1:
             raise ValueError(f"window {window} s is shorter than one analysis frame")
         hop_frames = _frames(hop, frame_seconds, "hop") if hop else window_frames
-        return cls(features.target_length, window_frames, hop_frames, frames_per_window, frame_seconds)
+        return cls(features.target_length, window_frames, hop_frames, frames_per_window,
+                   features.frame_shift_ms)
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.frame_shift_ms / 1000
 
     @property
     def window_seconds(self) -> float:
-        return self.window_frames * self.frame_seconds
+        return float(self.seconds(self.window_frames))
 
     @property
     def hop_seconds(self) -> float:
-        return self.hop_frames * self.frame_seconds
+        return float(self.seconds(self.hop_frames))
+
+    def seconds(self, frames: Any) -> Any:
+        """Frame positions in seconds (one rounding: the nearest double to the exact time)."""
+        return frames * self.frame_shift_ms / 1000
 
     def count(self, total_frames: int) -> int:
         """Windows needed so that the last one reaches the last frame."""
@@ -159,9 +172,15 @@ class WindowPlan:
         # A hop longer than the window leaves gaps: no window may start past the end.
         return min(needed, max(1, math.ceil(total_frames / self.hop_frames)))
 
+    def frame_spans(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """First and one-past-last frame shift of each of `count` windows (int64)."""
+        starts = np.arange(count, dtype=np.int64) * self.hop_frames
+        return starts, starts + self.window_frames
+
     def spans(self, count: int, duration: float) -> tuple[np.ndarray, np.ndarray]:
-        starts = np.arange(count) * self.hop_seconds
-        return starts, np.minimum(starts + self.window_seconds, duration)
+        """Start and end seconds of each window, the ends clipped to `duration`."""
+        starts, ends = self.frame_spans(count)
+        return self.seconds(starts), np.minimum(self.seconds(ends), duration)
 
 
 def _frames(seconds: float, frame_seconds: float, what: str) -> int:
@@ -296,8 +315,9 @@ class _Windowing(torch.utils.data.IterableDataset):
               decoded: float) -> Iterator[_Windows]:
         if len(windows):
             first = cutter.emitted - len(windows)
-            ends = [min((first + i) * self.plan.hop_seconds + self.plan.window_seconds, decoded)
-                    for i in range(len(windows))]
+            plan = self.plan
+            ends = [min(float(plan.seconds((first + i) * plan.hop_frames + plan.window_frames)),
+                        decoded) for i in range(len(windows))]
             yield _Windows(order, windows, ends)
 
 
@@ -500,7 +520,7 @@ class Tagger:
             path=path, duration=duration, sample_rate=self.features.sample_rate,
             starts=starts, ends=ends, scores=scores,
             clip_scores=clip, tags=self._select(clip, start=0.0, end=duration),
-            segments=segments, events=self._events(scores, starts, ends),
+            segments=segments, events=self._events(scores, duration),
         )
 
     def _select(self, scores: np.ndarray, *, start: float, end: float) -> list[Tag]:
@@ -516,7 +536,8 @@ class Tagger:
             for c, v in zip(candidates[order], values[order])
         ]
 
-    def _events(self, scores: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[Event]:
+    def _events(self, scores: np.ndarray, duration: float) -> list[Event]:
+        first, last = self.plan.frame_spans(len(scores))
         events = []
         for index in self.label_indices:
             over = scores[:, index] >= self.event_threshold
@@ -526,13 +547,15 @@ class Tagger:
                     i += 1
                     continue
                 j = i
-                # Merge while the next window is over too and touches this one (hop <= window).
-                while j + 1 < len(over) and over[j + 1] and starts[j + 1] <= ends[j]:
+                # Merge while the next window is over too and touches or overlaps this one,
+                # decided on the frame grid (a hop longer than the window leaves gaps).
+                while j + 1 < len(over) and over[j + 1] and first[j + 1] <= last[j]:
                     j += 1
                 run = scores[i : j + 1, index]
                 events.append(Event(
-                    float(starts[i]), float(ends[j]), self.label_set.names[index],
-                    self.label_set.ids[index], int(index), float(run.max()), float(run.mean()),
+                    float(self.plan.seconds(first[i])), min(float(self.plan.seconds(last[j])), duration),
+                    self.label_set.names[index], self.label_set.ids[index], int(index),
+                    float(run.max()), float(run.mean()),
                 ))
                 i = j + 1
         return sorted(events, key=lambda e: (e.start, e.end, e.index))

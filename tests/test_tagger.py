@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,31 @@ def test_default_batch_holds_more_windows_of_smaller_inputs_on_a_cpu():
     model = tiny_model()
     assert Tagger(model, device="cpu").batch_size == 64  # 100 frames x 32 bins
     assert Tagger(model, device="cpu", batch_size=3).batch_size == 3
+
+
+class FixedScores(EnergyModel):
+    """The default model's window (0.96 s of 10 ms frames) with scores the test chooses."""
+
+    def __init__(self) -> None:
+        self.features = FeatureConfig(num_mel_bins=32, target_length=96)
+        self.labels = LabelSet.from_names(["always", "bursts"])
+
+
+@pytest.mark.parametrize("hop", [0.96, 0.48])
+def test_events_of_hours_merge_every_touching_or_overlapping_window(hop):
+    # Three hours of windows: float seconds (67 * 0.96 + 0.96 < 68 * 0.96) split touching events
+    # past about a minute; positions on the frame grid do not.
+    duration = 3 * 3600.0
+    t = Tagger(FixedScores(), device="cpu", hop=hop)
+    count = t.plan.count(round(duration * 100))
+    rng = np.random.default_rng(0)
+    bursts = np.repeat(rng.random(count // 50 + 1) > 0.5, 50)[:count]
+    scores = np.stack([np.full(count, 0.9), np.where(bursts, 0.8, 0.1)], axis=1)
+    result = t._result("3h.wav", duration, scores)
+    always = [e for e in result.events if e.label == "always"]
+    assert [(e.start, e.end) for e in always] == [(0.0, duration)]
+    runs = [e for e in result.events if e.label == "bursts"]
+    assert len(runs) == np.count_nonzero(np.diff(bursts.astype(int)) == 1) + bursts[0]
+    for before, after in itertools.pairwise(runs):
+        assert after.start > before.end, (before, after)
+    assert result.ends[-1] == duration and result.starts[68] == 68 * hop
