@@ -196,9 +196,12 @@ def load_state(model: AST, state: dict[str, torch.Tensor], *, source: str) -> No
     if problems:
         raise CheckpointError(f"{source}: does not fit the model. " + " | ".join(problems))
     if any(p.is_meta for p in model.parameters()):
-        # A shell from `empty_model`: take the loaded tensors as the parameters (in the
-        # model's dtype, so fp16-stored weights compute in fp32).
-        state = {k: v.to(expected[k].dtype) for k, v in state.items()}
+        # A shell from `empty_model`: take copies of the loaded tensors as the parameters (in
+        # the model's dtype, so fp16-stored weights compute in fp32). Copies, because
+        # safetensors' tensors sit at arbitrary offsets of one buffer and CPU matrix kernels
+        # round differently on unaligned weights: the same weights would score differently
+        # loaded than trained.
+        state = {k: v.to(expected[k].dtype, copy=True) for k, v in state.items()}
         model.load_state_dict(state, strict=True, assign=True)
     else:
         model.load_state_dict(state, strict=True)
