@@ -162,6 +162,11 @@ class WindowPlan:
     def hop_seconds(self) -> float:
         return float(self.seconds(self.hop_frames))
 
+    @property
+    def unanalysed_fraction(self) -> float:
+        """The share of a recording no window sees: the gap of a hop longer than the window."""
+        return max(0, self.hop_frames - self.window_frames) / self.hop_frames
+
     def seconds(self, frames: Any) -> Any:
         """Frame positions in seconds (one rounding: the nearest double to the exact time)."""
         return frames * self.frame_shift_ms / 1000
@@ -342,7 +347,9 @@ class Tagger:
 
     The model is moved to `device` and runs in `precision` (bf16/fp16: autocast; int8: dynamic
     quantisation of the linear layers, CPU only). `window` and `hop` are in seconds, multiples of
-    10 ms; the window defaults to the model's input length, the hop to the window. `pad` fills
+    10 ms; the window defaults to the model's input length, the hop to the window. A hop longer
+    than the window logs a warning with the share of audio no window sees
+    (`plan.unanalysed_fraction`). `pad` fills
     the last partial window and clips shorter than a window: "zero" (as the models were
     trained) or "repeat" (tile the audio's frames). Clip tags aggregate window scores by
     `aggregate` (default: max for multi-label models, mean for single-label ones), keep `labels`
@@ -386,6 +393,13 @@ class Tagger:
         self.features: FeatureConfig = model.features
         self.label_set = model.labels
         self.plan = WindowPlan.build(self.features, window=window, hop=hop)
+        if self.plan.unanalysed_fraction:
+            log.warning(
+                "hop %g s is longer than the %g s window: %.1f%% of the audio (%g s of every "
+                "hop) is never analysed", self.plan.hop_seconds, self.plan.window_seconds,
+                100 * self.plan.unanalysed_fraction,
+                self.plan.seconds(self.plan.hop_frames - self.plan.window_frames),
+            )
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = precision
         self.model = _prepare(model, device=self.device, precision=precision)

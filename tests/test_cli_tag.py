@@ -203,3 +203,11 @@ def test_torchrun_ranks_merge_into_the_single_process_output(model_path, recordi
 def test_cli_import_does_not_load_torch():
     code = "import sys, asttag.cli; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_hop_longer_than_the_window_is_said_on_stderr(model_path, recordings):
+    result = invoke(model_path, recordings[0], "--hop", "1.5")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())  # the log handler wraps lines to the console width
+    assert "33.3% of the audio (0.5 s of every hop) is never analysed" in said
+    assert "never analysed" not in result.stdout

@@ -324,3 +324,20 @@ def test_events_of_hours_merge_every_touching_or_overlapping_window(hop):
     for before, after in itertools.pairwise(runs):
         assert after.start > before.end, (before, after)
     assert result.ends[-1] == duration and result.starts[68] == 68 * hop
+
+
+@pytest.mark.parametrize(("hop", "fraction", "said"), [
+    (2.0, 0.52, "52.0% of the audio (1.04 s of every hop)"),
+    (1.0, 0.04, "4.0% of the audio (0.04 s of every hop)"),
+    (0.96, 0.0, None), (0.48, 0.0, None),
+])
+def test_a_hop_longer_than_the_window_says_how_much_audio_is_never_analysed(caplog, hop, fraction,
+                                                                             said):
+    with caplog.at_level("WARNING", logger="asttag"):
+        t = Tagger(FixedScores(), device="cpu", hop=hop)
+    assert t.plan.unanalysed_fraction == pytest.approx(fraction)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if said is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and said in warnings[0] and "never analysed" in warnings[0]
