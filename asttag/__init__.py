@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["__version__", "load_model", "Tagger"]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

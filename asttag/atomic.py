@@ -1,15 +1,17 @@
-"""Atomic writes: a result file or checkpoint either appears complete or not at all."""
+"""File helpers: atomic writes (a result file or checkpoint appears complete or not at all)
+and content digests."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_directory"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_directory", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -48,3 +50,12 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read in pieces (checkpoints run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,12 +9,15 @@ metadata), by an epoch window or by the best N on a stored metric.
 from __future__ import annotations
 
 import glob
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import read_metadata
+import torch
+
+from .atomic import sha256_file
+from .checkpoint import load, load_state, read_metadata, save
+from .model import AST, compatibility_problems
 
 __all__ = [
     "AveragingError",
@@ -23,11 +26,8 @@ __all__ = [
     "expand_sources",
     "select_window",
     "select_top",
-    "compatibility_problems",
-    "label_problems",
     "average_checkpoints",
     "write_average",
-    "sha256_file",
 ]
 
 # Where a training run directory keeps its per-epoch checkpoints.
@@ -144,51 +144,13 @@ def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[
     return sorted(candidates, key=lambda c: sign * float(c.metrics[metric]))[:n]
 
 
-def compatibility_problems(reference, other) -> list[str]:
-    """What keeps two models from being averaged or ensembled: architecture, labels, features."""
-    # The preset is only a name: two configs built differently but equal in every size are one.
-    pairs = (
-        ("architecture", reference.config.to_dict(), other.config.to_dict()),
-        ("features", reference.features.to_dict(), other.features.to_dict()),
-    )
-    problems = [
-        f"{what} {key}: {mine[key]} vs {theirs[key]}"
-        for what, mine, theirs in pairs
-        for key in mine
-        if key != "preset" and mine[key] != theirs[key]
-    ]
-    return problems + label_problems(reference.labels, other.labels)
-
-
-def label_problems(reference, other) -> list[str]:
-    """How two label sets differ: size, task type, or the first id out of place."""
-    if len(reference) != len(other):
-        return [f"label set: {len(reference)} vs {len(other)} classes"]
-    problems = []
-    if reference.multi_label != other.multi_label:
-        kinds = ["multi-label" if s.multi_label else "single-label" for s in (reference, other)]
-        problems.append(f"label set: {kinds[0]} vs {kinds[1]}")
-    differ = [i for i, (a, b) in enumerate(zip(reference.ids, other.ids)) if a != b]
-    if differ:
-        i = differ[0]
-        problems.append(
-            f"label ids differ at {len(differ)} position(s), first at {i}: "
-            f"{reference.ids[i]!r} vs {other.ids[i]!r}"
-        )
-    return problems
-
-
-def average_checkpoints(paths: Iterable[str | Path]):
+def average_checkpoints(paths: Iterable[str | Path]) -> AST:
     """The `AST` whose weights are the element-wise mean of the checkpoints at `paths`.
 
     Checkpoints are loaded one at a time and summed in float64, so memory holds one model and
     one accumulator whatever the count; the mean is cast back to each tensor's stored dtype.
     The result carries the first checkpoint's config, features and labels.
     """
-    import torch
-
-    from .checkpoint import load, load_state
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise AveragingError("nothing to average: no checkpoints selected")
@@ -214,21 +176,9 @@ def write_average(
     candidates: Sequence[Candidate], out: str | Path, *, force: bool = False
 ) -> AverageResult:
     """Average `candidates` into the asttag checkpoint `out`; its extra lists the members."""
-    from .checkpoint import save
-
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
     model = average_checkpoints(c.path for c in candidates)
     save(model, out, extra={"averaged_from": [c.record() for c in candidates]})
     return AverageResult(out, sha256_file(out), tuple(candidates))
-
-
-def sha256_file(path: str | Path) -> str:
-    """The hex sha256 of a file, read in pieces (checkpoints run to hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_directory, atomic_path
 from .features import AUDIOSET_STATS, ESC50_STATS, SPEECH_COMMANDS_STATS, FeatureConfig
 from .labels import LabelSet, audioset, esc50, speech_commands
@@ -30,7 +30,7 @@ __all__ = [
     "save",
     "load",
     "read_metadata",
-    "detect_format",
+    "checkpoint_format",
     "read_tensors",
     "from_official",
     "from_transformers",
@@ -531,8 +531,11 @@ def _load_transformers_dir(directory: Path) -> AST:
 # --------------------------------------------------------------------------- detection
 
 
-def detect_format(path: str | Path) -> str:
-    """'asttag', 'ensemble', 'official' or 'transformers' for a local file or directory."""
+def checkpoint_format(path: str | Path) -> str:
+    """'asttag', 'official' or 'transformers' for a local file or directory of one model.
+
+    An ensemble bundle is none of these: `loading.detect_format` tells it apart first.
+    """
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").exists():
@@ -541,10 +544,6 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
     if path.suffix == ".safetensors":
-        from .ensemble import is_bundle  # here: ensemble.py imports this module
-
-        if is_bundle(path):
-            return "ensemble"
         try:
             read_metadata(path)
             return "asttag"
@@ -561,20 +560,15 @@ def detect_format(path: str | Path) -> str:
 
 
 def load(path: str | Path, **official_options) -> AST:
-    """Load a local checkpoint of any supported format (detected by itself) on the CPU.
+    """Load a local checkpoint of one model (asttag, official or transformers) on the CPU.
 
-    `official_options` (stride, target_length, ...) apply to official .pth files only. An
-    ensemble bundle gives an `Ensemble`, which offers the `features`, `labels` and `predict`
-    of an AST.
+    `official_options` (stride, target_length, ...) apply to official .pth files only. Files
+    that may also be ensemble bundles are loaded by `loading.load`.
     """
     path = Path(path)
-    kind = detect_format(path)
+    kind = checkpoint_format(path)
     if kind == "asttag":
         return _load_asttag(path)
-    if kind == "ensemble":
-        from .ensemble import load_bundle
-
-        return load_bundle(path)
     if kind == "transformers":
         return _load_transformers_dir(path)
     return from_official(read_tensors(path), source=str(path), **official_options)

@@ -81,7 +81,7 @@ class ModelTeacher:
     """An asttag model as teacher: the engine's TargetSource, scoring each batch.
 
     The student's normalised input is converted to the teacher's normalisation and length
-    (`asttag.ensemble.convert_input`); both must use the same mel bins, since a log-mel
+    (`asttag.features.convert_input`); both must use the same mel bins, since a log-mel
     spectrogram cannot be re-binned without the audio. Targets are the teacher's probabilities
     for the student's classes, matched by label id, so the student may learn a subset.
     """
@@ -107,7 +107,7 @@ class ModelTeacher:
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         import torch
 
-        from .ensemble import convert_input
+        from .features import convert_input
 
         if next(self.teacher.parameters()).device != inputs.device:
             self.teacher.to(inputs.device)

@@ -5,7 +5,7 @@ patch strides. Members may differ in size, strides and input length, as long as 
 label set and the same spectrogram (sample rate, mel bins, frame length and shift). An `Ensemble`
 offers the interface taggers and evaluators use (`features`, `labels`, `predict`), and a bundle
 stores it as one self-describing .safetensors file that loads wherever a model file does.
-Saved predictions (see evaluation.py) are ensembled here too, without running any model.
+Saved predictions are ensembled in evaluation.py.
 """
 
 from __future__ import annotations
@@ -13,15 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_path
-from .averaging import label_problems
 from .checkpoint import (
     CheckpointError,
     checked_header,
@@ -30,22 +27,17 @@ from .checkpoint import (
     read_tensors,
     safetensors_header,
 )
-from .features import FeatureConfig, normalize, pad_or_crop
-from .labels import LabelSet
-
-if TYPE_CHECKING:  # evaluation pulls in scikit-learn, which loading a bundle does not need
-    from .evaluation import Predictions
+from .features import FeatureConfig, convert_input
+from .labels import LabelSet, label_problems
 
 __all__ = [
     "BUNDLE_FORMAT",
     "EnsembleError",
     "Ensemble",
-    "convert_input",
     "save_bundle",
     "read_bundle_metadata",
     "is_bundle",
     "load_bundle",
-    "ensemble_predictions",
 ]
 
 BUNDLE_FORMAT = "asttag-ensemble"
@@ -57,21 +49,6 @@ SHARED_FEATURES = ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shif
 
 class EnsembleError(ValueError):
     """Models or predictions that cannot be ensembled: the message names what differs."""
-
-
-def convert_input(
-    fbank: torch.Tensor, source: FeatureConfig, target: FeatureConfig
-) -> torch.Tensor:
-    """Input normalised for `source` (B, T, F) re-expressed as the input `target` expects.
-
-    Un-normalise, pad or crop to the target length (zero log-mel padding, as a clip would get)
-    and normalise with the target's statistics. Identical settings pass the tensor through
-    untouched, so members that share the ensemble's input see exactly what a lone model would.
-    """
-    if all(getattr(source, k) == getattr(target, k) for k in ("mean", "std", "target_length")):
-        return fbank
-    raw = fbank * (2 * source.std) + source.mean
-    return normalize(pad_or_crop(raw, target.target_length), target)
 
 
 class Ensemble(nn.Module):
@@ -203,51 +180,3 @@ def load_bundle(path: str | Path) -> Ensemble:
         raise CheckpointError(f"{path}: {e}") from None
     ensemble.extra = meta["extra"]
     return ensemble
-
-
-# --------------------------------------------------------------------------- saved predictions
-
-
-def ensemble_predictions(predictions: Sequence[Predictions]) -> Predictions:
-    """The mean of several models' saved scores on the same clips, without running a model.
-
-    Label sets must match and the clips must be the same set with the same targets; the
-    clips may come in any order (the first file's order is kept).
-    """
-    from .evaluation import Predictions
-
-    if not predictions:
-        raise EnsembleError("no predictions to ensemble")
-    first = predictions[0]
-    total = first.scores.astype(np.float64)
-    for n, other in enumerate(predictions[1:], start=1):
-        problems = label_problems(first.labels, other.labels)
-        if problems:
-            raise EnsembleError(f"predictions {n} do not fit predictions 0: " + "; ".join(problems))
-        index = _alignment(first.paths, other.paths, what=f"predictions {n}")
-        if not np.array_equal(other.targets[index], first.targets):
-            raise EnsembleError(
-                f"predictions {n} hold other targets than predictions 0 for the same clips"
-            )
-        total += other.scores[index]
-    return Predictions(
-        scores=(total / len(predictions)).astype(first.scores.dtype),
-        targets=first.targets,
-        labels=first.labels,
-        paths=first.paths,
-        model={"ensemble": [p.model for p in predictions]},
-    )
-
-
-def _alignment(reference: tuple[str, ...], paths: tuple[str, ...], *, what: str) -> np.ndarray:
-    """Row indices that put `paths` in the order of `reference`; both must list the same clips."""
-    position = {path: i for i, path in enumerate(paths)}
-    same = len(position) == len(paths) == len(reference) and set(position) == set(reference)
-    if not same:
-        missing, extra = sorted(set(reference) - set(paths)), sorted(set(paths) - set(reference))
-        detail = "; ".join(
-            [f"{len(missing)} clip(s) of predictions 0 missing, e.g. {missing[0]}"] * bool(missing)
-            + [f"{len(extra)} clip(s) not in predictions 0, e.g. {extra[0]}"] * bool(extra)
-        ) or "a clip listed twice"
-        raise EnsembleError(f"{what} cover other clips than predictions 0 ({detail})")
-    return np.array([position[path] for path in reference], dtype=np.int64)

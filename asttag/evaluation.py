@@ -2,7 +2,8 @@
 
 A `Predictions` holds what scoring needs and what ensembling saved scores needs: the
 probabilities per clip, the targets in the model's class order, the label set, the clip paths
-(to line files up) and the model's identity. Metrics come from metrics.py.
+(to line files up) and the model's identity. Metrics come from metrics.py. Saved predictions of
+several models are ensembled here too, without running any model.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_path
-from .averaging import sha256_file
+from ._version import __version__
+from .atomic import atomic_path, sha256_file
 from .datasets import DatasetSplits, Example
 from .datasets.base import quote
+from .ensemble import EnsembleError
 from .inference import Precision, predict_examples, target_matrix as data_targets
-from .labels import LabelSet
+from .labels import LabelSet, label_problems
 from .metrics import Metrics, evaluate_scores
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "model_identity",
     "save_predictions",
     "load_predictions",
+    "ensemble_predictions",
 ]
 
 PREDICTIONS_FORMAT = "asttag-predictions"
@@ -191,3 +193,46 @@ def load_predictions(path: str | Path) -> Predictions:
         raise
     except (KeyError, ValueError) as e:  # a missing array or key, bad JSON, bad label set or shape
         raise EvaluationError(f"{path}: damaged predictions file ({e})") from None
+
+
+def ensemble_predictions(predictions: Sequence[Predictions]) -> Predictions:
+    """The mean of several models' saved scores on the same clips, without running a model.
+
+    Label sets must match and the clips must be the same set with the same targets; the
+    clips may come in any order (the first file's order is kept).
+    """
+    if not predictions:
+        raise EnsembleError("no predictions to ensemble")
+    first = predictions[0]
+    total = first.scores.astype(np.float64)
+    for n, other in enumerate(predictions[1:], start=1):
+        problems = label_problems(first.labels, other.labels)
+        if problems:
+            raise EnsembleError(f"predictions {n} do not fit predictions 0: " + "; ".join(problems))
+        index = _alignment(first.paths, other.paths, what=f"predictions {n}")
+        if not np.array_equal(other.targets[index], first.targets):
+            raise EnsembleError(
+                f"predictions {n} hold other targets than predictions 0 for the same clips"
+            )
+        total += other.scores[index]
+    return Predictions(
+        scores=(total / len(predictions)).astype(first.scores.dtype),
+        targets=first.targets,
+        labels=first.labels,
+        paths=first.paths,
+        model={"ensemble": [p.model for p in predictions]},
+    )
+
+
+def _alignment(reference: tuple[str, ...], paths: tuple[str, ...], *, what: str) -> np.ndarray:
+    """Row indices that put `paths` in the order of `reference`; both must list the same clips."""
+    position = {path: i for i, path in enumerate(paths)}
+    same = len(position) == len(paths) == len(reference) and set(position) == set(reference)
+    if not same:
+        missing, extra = sorted(set(reference) - set(paths)), sorted(set(paths) - set(reference))
+        detail = "; ".join(
+            [f"{len(missing)} clip(s) of predictions 0 missing, e.g. {missing[0]}"] * bool(missing)
+            + [f"{len(extra)} clip(s) not in predictions 0, e.g. {extra[0]}"] * bool(extra)
+        ) or "a clip listed twice"
+        raise EnsembleError(f"{what} cover other clips than predictions 0 ({detail})")
+    return np.array([position[path] for path in reference], dtype=np.int64)

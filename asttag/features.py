@@ -22,6 +22,7 @@ __all__ = [
     "fbank",
     "pad_or_crop",
     "normalize",
+    "convert_input",
     "clip_features",
     "window_features",
     "spec_augment",
@@ -120,6 +121,21 @@ def pad_or_crop(frames: torch.Tensor, target_length: int) -> torch.Tensor:
 def normalize(frames: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """(fbank - mean) / (2 * std), the published models' normalisation."""
     return (frames - config.mean) / (2 * config.std)
+
+
+def convert_input(
+    fbank: torch.Tensor, source: FeatureConfig, target: FeatureConfig
+) -> torch.Tensor:
+    """Input normalised for `source` (B, T, F) re-expressed as the input `target` expects.
+
+    Un-normalise, pad or crop to the target length (zero log-mel padding, as a clip would get)
+    and normalise with the target's statistics. Identical settings pass the tensor through
+    untouched, so members that share the ensemble's input see exactly what a lone model would.
+    """
+    if all(getattr(source, k) == getattr(target, k) for k in ("mean", "std", "target_length")):
+        return fbank
+    raw = fbank * (2 * source.std) + source.mean
+    return normalize(pad_or_crop(raw, target.target_length), target)
 
 
 def clip_features(wave: torch.Tensor, sample_rate: int, config: FeatureConfig) -> torch.Tensor:

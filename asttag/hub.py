@@ -1,8 +1,9 @@
 """Named models: the embedded default and the published AST models on the Hugging Face hub.
 
-`resolve` turns what a user passes as --model (a name, a file, a directory or a hub id) into a
-loaded `AST`. Published models are downloaded once with huggingface_hub, converted to the
-asttag format and kept in a cache directory ($ASTTAG_CACHE, else ~/.cache/asttag).
+`load_model` turns what a user passes as --model (a name, a file, a directory or a hub id) into
+a loaded model (an `AST`, or an `Ensemble` for a bundle). Published models are downloaded once
+with huggingface_hub, converted to the asttag format and kept in a cache directory
+($ASTTAG_CACHE, else ~/.cache/asttag).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from . import checkpoint, loading
 from .checkpoint import CheckpointError
+from .device import resolve_device
 
 __all__ = ["NamedModel", "MODELS", "HubError", "cache_dir", "cached_path", "pull", "load_model"]
 
@@ -74,8 +77,6 @@ def _embedded_default() -> Path | None:
 
 def pull(name_or_id: str, *, force: bool = False) -> Path:
     """Download a published model into the cache, converted to the asttag format."""
-    from . import checkpoint
-
     entry = MODELS.get(name_or_id)
     hub_id = entry.hub_id if entry else name_or_id
     if entry is not None and hub_id is None:
@@ -102,11 +103,9 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
 
 def load_model(source: str = "default", *, device: str = "cpu"):
     """An `AST` from a name, a local file or directory, or a hub id, moved to `device`."""
-    from . import checkpoint
-
     path = Path(source).expanduser()
     if path.exists():
-        model = checkpoint.load(path)
+        model = loading.load(path)
     elif source == "default":
         embedded = _embedded_default()
         if embedded is None:
@@ -114,13 +113,11 @@ def load_model(source: str = "default", *, device: str = "cpu"):
                 "no default model ships with this version of asttag yet: pass --model with a "
                 "checkpoint, or `asttag models pull audioset-10-10-0.4593` where there is network"
             )
-        model = checkpoint.load(embedded)
+        model = loading.load(embedded)
     elif source in MODELS or source.count("/") == 1 and not source.startswith((".", "/")):
         cached = cached_path(MODELS[source].name if source in MODELS else source.replace("/", "--"))
-        model = checkpoint.load(cached if cached.exists() else pull(source))
+        model = loading.load(cached if cached.exists() else pull(source))
     else:
         known = ", ".join(MODELS)
         raise CheckpointError(f"{source}: no such file, directory or model name (names: {known})")
-    from .device import resolve_device
-
     return model.to(resolve_device(device)).eval()

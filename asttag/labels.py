@@ -22,6 +22,7 @@ __all__ = [
     "speech_commands",
     "builtin",
     "read_label_file",
+    "label_problems",
     "BUILTIN_LABEL_SETS",
 ]
 
@@ -182,3 +183,21 @@ def read_label_file(path: str | Path, *, multi_label: bool = True) -> LabelSet:
         return _parse_index_csv(text, str(path), multi_label=multi_label)
     names = [line.strip() for line in text.splitlines() if line.strip()]
     return LabelSet.from_names(names, multi_label=multi_label)
+
+
+def label_problems(reference: LabelSet, other: LabelSet) -> list[str]:
+    """How two label sets differ: size, task type, or the first id out of place."""
+    if len(reference) != len(other):
+        return [f"label set: {len(reference)} vs {len(other)} classes"]
+    problems = []
+    if reference.multi_label != other.multi_label:
+        kinds = ["multi-label" if s.multi_label else "single-label" for s in (reference, other)]
+        problems.append(f"label set: {kinds[0]} vs {kinds[1]}")
+    differ = [i for i, (a, b) in enumerate(zip(reference.ids, other.ids)) if a != b]
+    if differ:
+        i = differ[0]
+        problems.append(
+            f"label ids differ at {len(differ)} position(s), first at {i}: "
+            f"{reference.ids[i]!r} vs {other.ids[i]!r}"
+        )
+    return problems

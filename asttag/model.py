@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .features import FeatureConfig
-from .labels import LabelSet
+from .labels import LabelSet, label_problems
 
-__all__ = ["ASTConfig", "AST", "PRESETS", "ShapeError"]
+__all__ = ["ASTConfig", "AST", "PRESETS", "ShapeError", "compatibility_problems"]
 
 
 class ShapeError(ValueError):
@@ -316,3 +316,19 @@ class AST(nn.Module):
         The interface taggers and evaluators use, shared with ensembles.
         """
         return self.probabilities(self(fbank))
+
+
+def compatibility_problems(reference: AST, other: AST) -> list[str]:
+    """What keeps two models from being averaged or ensembled: architecture, labels, features."""
+    # The preset is only a name: two configs built differently but equal in every size are one.
+    pairs = (
+        ("architecture", reference.config.to_dict(), other.config.to_dict()),
+        ("features", reference.features.to_dict(), other.features.to_dict()),
+    )
+    problems = [
+        f"{what} {key}: {mine[key]} vs {theirs[key]}"
+        for what, mine, theirs in pairs
+        for key in mine
+        if key != "preset" and mine[key] != theirs[key]
+    ]
+    return problems + label_problems(reference.labels, other.labels)

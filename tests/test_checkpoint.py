@@ -96,7 +96,7 @@ def test_official_state_dict_matches_transformers(tmp_path):
     x = torch.randn(2, 100, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), hf_logits(reference, x), atol=1e-4, rtol=0)
-    assert checkpoint.detect_format(path) == "official"
+    assert checkpoint.checkpoint_format(path) == "official"
 
 
 def test_official_base_layout_is_inferred_with_labels_and_stats():

@@ -38,7 +38,7 @@ from asttag.ensemble import (
     read_bundle_metadata,
     save_bundle,
 )
-from asttag.features import FeatureConfig
+from asttag.features import FeatureConfig, convert_input
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
 from asttag.recipes import load_recipe
@@ -147,8 +147,6 @@ def _teacher(**overrides) -> AST:
 
 
 def test_model_teacher_scores_the_students_input_in_its_own_normalisation_and_label_order():
-    from asttag.ensemble import convert_input
-
     teacher = _teacher()
     student_features = FeatureConfig(num_mel_bins=32, target_length=48, mean=-4.0, std=4.5)
     student_labels = LabelSet(("c", "a"), ("/m/c", "/m/a"))

@@ -8,18 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from asttag import checkpoint
+from asttag import checkpoint, loading
 from asttag.ensemble import (
     Ensemble,
     EnsembleError,
-    convert_input,
-    ensemble_predictions,
     is_bundle,
     load_bundle,
     save_bundle,
 )
-from asttag.evaluation import Predictions
-from asttag.features import ESC50_STATS, FeatureConfig, fbank, normalize, pad_or_crop
+from asttag.evaluation import Predictions, ensemble_predictions
+from asttag.features import (
+    ESC50_STATS,
+    FeatureConfig,
+    convert_input,
+    fbank,
+    normalize,
+    pad_or_crop,
+)
 from asttag.hub import load_model
 from asttag.labels import LabelSet
 from asttag.model import AST
@@ -112,10 +117,10 @@ def test_a_bundle_round_trips_and_loads_like_any_model(tmp_path):
     ensemble = ensemble_m()
     ensemble.members[1].extra = {"epoch": 7}
     path = save_bundle(ensemble, tmp_path / "ens.safetensors", extra={"members": ["a", "b", "c"]})
-    assert is_bundle(path) and checkpoint.detect_format(path) == "ensemble"
+    assert is_bundle(path) and loading.detect_format(path) == "ensemble"
     assert [p.name for p in tmp_path.iterdir()] == ["ens.safetensors"]  # no temporary file left
     x = normalised_input()
-    for loaded in (load_bundle(path), checkpoint.load(path), load_model(str(path))):
+    for loaded in (load_bundle(path), loading.load(path), load_model(str(path))):
         assert isinstance(loaded, Ensemble)
         assert torch.equal(loaded.predict(x), ensemble.predict(x))
         assert loaded.features == ensemble.features and loaded.labels == ensemble.labels
@@ -148,7 +153,7 @@ def test_a_bundle_missing_a_tensor_names_the_member_and_key(tmp_path):
 def test_a_plain_checkpoint_is_not_a_bundle(tmp_path):
     path = checkpoint.save(tiny_model(), tmp_path / "one.safetensors")
     assert not is_bundle(path)
-    assert checkpoint.detect_format(path) == "asttag"
+    assert loading.detect_format(path) == "asttag"
 
 
 def test_members_that_are_bundles_are_flattened():

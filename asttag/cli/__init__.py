@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from .. import __version__
+from .._version import __version__
 from .app import app, console
 
 # Each module registers its commands on `app`.

@@ -46,7 +46,7 @@ def create(
     Members may differ in size, patch strides and input length; they must share the label set
     and the spectrogram (sample rate, mel bins). Prints `SHA256  OUTPUT` on stdout.
     """
-    from ..averaging import sha256_file
+    from ..atomic import sha256_file
     from ..ensemble import Ensemble, save_bundle
     from ..evaluation import model_identity
     from ..hub import load_model
@@ -94,8 +94,7 @@ def evaluate(
     Each member scores each clip as it would alone; the ensemble's scores are their mean.
     Per-class figures (--per-class) are the ensemble's.
     """
-    from ..ensemble import ensemble_predictions
-    from ..evaluation import save_predictions as save
+    from ..evaluation import ensemble_predictions, save_predictions as save
 
     if from_predictions:
         context = {"predictions": inputs}

@@ -91,7 +91,8 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Print what a checkpoint holds: architecture, features, labels, training facts."""
-    from ..checkpoint import CheckpointError, detect_format
+    from ..checkpoint import CheckpointError
+    from ..loading import detect_format
     from ..hub import HubError, load_model
 
     try:
@@ -135,13 +136,13 @@ def convert(
     force: bool = typer.Option(False, "--force", help="Overwrite DST."),
 ) -> None:
     """Convert an official or transformers checkpoint to the asttag format (or back)."""
-    from .. import checkpoint
+    from .. import checkpoint, loading
 
     if dst.exists() and not force:
         fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
     options = {k: v for k, v in (("stride", stride), ("target_length", target_length)) if v}
     try:
-        if checkpoint.detect_format(src) == "ensemble":
+        if loading.detect_format(src) == "ensemble":
             fail(f"{src}: an ensemble bundle; bundles are used as they are, not converted")
         model = checkpoint.load(src, **options)
         if to is TargetFormat.asttag:

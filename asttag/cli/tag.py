@@ -369,7 +369,7 @@ def tag(
 
     import torch
 
-    from .. import __version__
+    from .._version import __version__
     from ..checkpoint import CheckpointError
     from ..device import resolve_device
     from ..hub import HubError, load_model
