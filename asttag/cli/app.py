@@ -6,6 +6,9 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from ..names import display_name
 
 app = typer.Typer(
     name="asttag",
@@ -21,9 +24,15 @@ console = Console(stderr=True)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def error(message: str) -> None:
+    """Print `error: MESSAGE` on stderr as one line, whatever names or markup the message holds."""
+    console.print(Text.assemble(("error:", "bold red"), " ", display_name(message)),
+                  highlight=False, soft_wrap=True)
+
+
 def fail(message: str, *, code: int = EXIT_FAILED) -> NoReturn:
     """Print an error line on stderr and exit with `code`."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error(message)
     raise typer.Exit(code)
 
 

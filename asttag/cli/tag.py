@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Optional
 
 import typer
-from rich.markup import escape
 
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, fail
+from ..names import display_name
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -168,13 +168,12 @@ class _Progress:
 
 
 def _note(text: str) -> None:
-    """A line for people on stderr; paths in it are not Rich markup."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """A line for people on stderr; paths in it are not Rich markup, and it stays one line."""
+    console.print(display_name(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def _report_failure(failure: TagFailure) -> None:
-    console.print(f"[bold red]error:[/] {escape(failure.path)}: {escape(failure.reason)}",
-                  highlight=False, soft_wrap=True)
+    error(f"{failure.path}: {failure.reason}")
 
 
 def _tag_all(tagger: Tagger, paths: list[str], progress: _Progress,
@@ -284,7 +283,9 @@ def _steady_heap() -> None:
 def _write_errors_log(path: Path, failures: list) -> None:
     from ..atomic import atomic_write_text
 
-    atomic_write_text(path, "".join(f"{f.path}\t{f.reason}\n" for f in failures))
+    # One line per failure: names that hold newlines or undecodable bytes are escaped.
+    atomic_write_text(path, "".join(f"{display_name(f.path)}\t{display_name(f.reason)}\n"
+                                    for f in failures))
 
 
 def _rank_suffixed(path: Path, rank: int, world: int) -> Path:
