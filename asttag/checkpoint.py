@@ -37,6 +37,7 @@ __all__ = [
     "to_transformers",
     "load_state",
     "model_from_description",
+    "description_metadata",
     "empty_model",
 ]
 
@@ -63,16 +64,25 @@ def save(model: AST, path: str | Path, *, extra: dict | None = None) -> Path:
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
-        "asttag_version": __version__,
-        "config": json.dumps(model.config.to_dict()),
-        "features": json.dumps(model.features.to_dict()),
-        "labels": json.dumps(model.labels.to_dict()),
+        **description_metadata(model),
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+def description_metadata(model: AST) -> dict[str, str]:
+    """What describes a model besides its weights (asttag version, architecture, feature
+    settings, labels), as the string pairs a file's metadata holds; the ONNX export writes the
+    same pairs."""
+    return {
+        "asttag_version": __version__,
+        "config": json.dumps(model.config.to_dict()),
+        "features": json.dumps(model.features.to_dict()),
+        "labels": json.dumps(model.labels.to_dict()),
+    }
 
 
 def safetensors_header(path: str | Path) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""`asttag models`: list, inspect, convert and download models."""
+"""`asttag models`: list, inspect, convert, download and export models."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 
 from .app import EXIT_USAGE, app, console, fail
 
-models_app = typer.Typer(help="List, inspect, convert and download models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, inspect, convert, download and export models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
 
@@ -168,3 +168,28 @@ def pull(
     except HubError as e:
         fail(str(e))
     print(path)
+
+
+@models_app.command("export")
+def export(
+    source: str = typer.Argument(..., help="A model name, checkpoint file or transformers directory."),
+    dst: Path = typer.Argument(..., help="The .onnx file to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite DST."),
+) -> None:
+    """Export a model to ONNX (input: the normalised fbank; dynamic batch; needs asttag[onnx])."""
+    from ..checkpoint import CheckpointError
+    from ..export import ExportError, export_onnx
+    from ..hub import HubError, load_model
+
+    if dst.exists() and not force:
+        fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
+    try:
+        model = load_model(source)
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
+    try:
+        export_onnx(model, dst)
+    except ExportError as e:
+        fail(f"{source}: {e}")
+    console.print(f"wrote {dst} (ONNX, {model.num_parameters:,} parameters, "
+                  f"{len(model.labels)} labels)", highlight=False)
