@@ -77,6 +77,7 @@ __all__ = [
     "train",
     "resume",
     "cross_validate",
+    "fold_directory",
     "close_distributed",
 ]
 
@@ -844,6 +845,11 @@ def resume(
     return trainer.fit(done + 1, records)
 
 
+def fold_directory(root: str | Path, fold: int) -> Path:
+    """Where a cross-validation under `root` keeps the run of `fold`."""
+    return Path(root) / f"fold_{fold}"
+
+
 def cross_validate(
     recipe: Recipe,
     run_dir: str | Path | None = None,
@@ -868,7 +874,7 @@ def cross_validate(
     if processes.is_main:  # written first: it is what marks the folder as a cross-validation
         _RunDir(root).write_json(CROSS_VALIDATION_FILE, _cross_summary(recipe, results, folds))
     for fold in folds:
-        fold_dir = _RunDir(root / f"fold_{fold}")
+        fold_dir = _RunDir(fold_directory(root, fold))
         if go_on and fold_dir.file(SUMMARY_FILE).exists():
             results[fold] = RunResult(fold_dir.path, json.loads(fold_dir.file(SUMMARY_FILE).read_text("utf-8")))
         elif go_on and fold_dir.started():

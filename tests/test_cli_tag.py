@@ -211,3 +211,26 @@ def test_a_hop_longer_than_the_window_is_said_on_stderr(model_path, recordings):
     said = " ".join(result.stderr.split())  # the log handler wraps lines to the console width
     assert "33.3% of the audio (0.5 s of every hop) is never analysed" in said
     assert "never analysed" not in result.stdout
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"WORLD_SIZE": "0"}, "error: WORLD_SIZE=0: "),
+    ({"RANK": "1", "WORLD_SIZE": "1"}, "error: RANK=1: "),  # once skipped the first file silently
+    ({"RANK": "x"}, "error: RANK=x: "),
+])
+def test_torchrun_variables_are_usage_errors(model_path, recordings, env, message):
+    result = CliRunner().invoke(app, ["tag", "-m", str(model_path), *map(str, recordings)], env=env)
+    assert result.exit_code == 2 and message in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-o", ""], "an empty path names no file (-o/--output)"),
+    (["-o", "{tmp}"], "{tmp}: is a directory (-o/--output)"),
+    (["--output-dir", "{tmp}/audio/rec0.wav"], "rec0.wav: not a directory (--output-dir)"),
+    (["--errors-log", "{tmp}"], "{tmp}: is a directory (--errors-log)"),
+])
+def test_outputs_are_checked_before_any_work(model_path, recordings, tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = invoke(model_path, *recordings, *args)
+    assert result.exit_code == 2 and message.format(tmp=tmp_path) in result.stderr
+    assert result.stdout == "" and "tagged" not in result.stderr

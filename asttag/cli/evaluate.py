@@ -105,19 +105,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return AudioError, HubError, OSError, ValueError
 
 
-def guess_layout(data: Path) -> str:
-    """The reader for DATA when --layout is auto: from the files the known layouts hold."""
-    if data.is_file():
-        return "audioset" if data.suffix.lower() == ".json" else "manifest"
-    if (data / "meta" / "esc50.csv").is_file():
-        return "esc50"
-    if (data / "validation_list.txt").is_file() and (data / "testing_list.txt").is_file():
-        return "speechcommands"
-    if (data / "eval_segments.csv").is_file():
-        return "audioset"
-    return "folder"
-
-
 def parse_data_options(items: list[str] | None) -> dict[str, object]:
     """KEY=VALUE pairs as reader options: true/false, whole and decimal numbers are typed."""
     options: dict[str, object] = {}
@@ -142,12 +129,12 @@ def _typed(value: str) -> object:
 
 def load_split(data: Path, *, layout: str, split: str | None, options: list[str] | None):
     """The data set's label set, the chosen split's name and its examples; notes on stderr."""
-    from ..datasets import load_dataset
+    from ..datasets import detect_layout, load_dataset
     from ..evaluation import choose_split
 
     if not data.exists():
         fail(f"{data}: no such file or directory", code=EXIT_USAGE)
-    name = guess_layout(data) if layout == "auto" else layout
+    name = detect_layout(data) if layout == "auto" else layout
     try:
         splits = load_dataset(name, data, **parse_data_options(options))
         split_name, examples = choose_split(splits, split)

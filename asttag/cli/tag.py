@@ -12,10 +12,9 @@ import os
 import shutil
 import sys
 import time
-from datetime import timedelta
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Iterator, NoReturn, Optional
 
 import typer
 
@@ -25,8 +24,8 @@ from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from ..tagger import TagFailure, Tagger, TagResult
-    from ..writers import Writer
+    from ..runs import JobError, JobPlan
+    from ..tagger import TagFailure, TagResult
 
 
 class Format(str, Enum):
@@ -95,18 +94,16 @@ def _label_keys(values: list[str], label_set) -> list[str]:
     return keys
 
 
-def _model_fingerprint(source: str) -> str:
-    from ..journal import input_key
-
-    return input_key(source) if Path(source).exists() else source
-
-
 class _Progress:
-    """Files done, audio hours done and speed on stderr; paused while stdout gets data."""
+    """Files done, audio hours done and speed on stderr; paused while stdout gets data.
 
-    def __init__(self, *, total: int, enabled: bool) -> None:
+    It is the job's observer (asttag.runs.JobObserver: not subclassed, that would import torch
+    with this module): it draws progress and reports each failed file as it comes.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
         self.files = 0
-        self.failed = 0
+        self.failures = 0
         self.seconds = 0.0
         self.started = time.perf_counter()
         self._bar: Progress | None = None
@@ -119,12 +116,20 @@ class _Progress:
                 rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
                 transient=True, redirect_stdout=False, redirect_stderr=False,
             )
-            self._task = self._bar.add_task("tagging", total=total, audio="", speed="")
+            self._task = self._bar.add_task("tagging", total=None, audio="", speed="")
             self._bar.start()
 
-    def set_total(self, total: int) -> None:
+    # The job calls these (see asttag.runs.JobObserver).
+    def planned(self, plan: JobPlan) -> None:
+        for stale in plan.stale:
+            _note(f"ignoring {stale}: written with other options")
+        if plan.resumed:
+            _note(f"resuming from {plan.journal}: {plan.resumed} of {plan.files} file(s) "
+                  "already done")
+        if plan.skipped:
+            _note(f"skipping {plan.skipped} input(s) whose output exists")
         if self._bar is not None:
-            self._bar.update(self._task, total=total)
+            self._bar.update(self._task, total=plan.todo)
 
     @property
     def speed(self) -> float:
@@ -134,9 +139,14 @@ class _Progress:
         self.seconds += seconds
         self._refresh()
 
-    def file_done(self, *, failed: bool) -> None:
+    def done(self, result: TagResult) -> None:
         self.files += 1
-        self.failed += failed
+        self._refresh()
+
+    def failed(self, failure: TagFailure) -> None:
+        self.files += 1
+        self.failures += 1
+        _report_failure(failure)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -162,9 +172,9 @@ class _Progress:
 
     def summary(self) -> str:
         elapsed = time.perf_counter() - self.started
-        text = (f"tagged {self.files - self.failed} file(s), {self.seconds / 3600:.3f} h of audio, "
+        text = (f"tagged {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
                 f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
-        return text + (f"; {self.failed} failed" if self.failed else "")
+        return text + (f"; {self.failures} failed" if self.failures else "")
 
 
 def _note(text: str) -> None:
@@ -176,88 +186,18 @@ def _report_failure(failure: TagFailure) -> None:
     error(f"{failure.path}: {failure.reason}")
 
 
-def _tag_all(tagger: Tagger, paths: list[str], progress: _Progress,
-             write: Callable[[TagResult], None]) -> list[TagFailure]:
-    """Tag `paths`, pass each result to `write`, report failures as they come; return them."""
-    from ..tagger import TagFailure
+class _PausedStdout:
+    """stdout for the job's data: the live display steps aside while a result is written."""
 
-    failures = []
-    for outcome in tagger.tag_many(paths, progress=progress.audio):
-        failed = isinstance(outcome, TagFailure)
-        progress.file_done(failed=failed)
-        if failed:
-            failures.append(outcome)
-            _report_failure(outcome)
-        else:
-            write(outcome)
-    return failures
+    def __init__(self, progress: _Progress) -> None:
+        self.progress = progress
 
+    def write(self, text: str) -> int:
+        with self.progress.paused():
+            return sys.stdout.write(text)
 
-def _to_stdout(tagger: Tagger, paths: list[str], writer: Writer, progress: _Progress) -> list:
-    from ..writers import StreamOutput
-
-    with progress.paused():
-        out = StreamOutput(sys.stdout, writer)
-
-    def write(result: TagResult) -> None:
-        with progress.paused():
-            out.write(result)
-
-    failures = _tag_all(tagger, paths, progress, write)
-    with progress.paused():
-        out.close()
-    return failures
-
-
-def _to_directory(tagger: Tagger, paths: list[str], shard: list[str], writer: Writer,
-                  directory: Path, *, skip_existing: bool, progress: _Progress) -> list:
-    from ..writers import output_path, write_file
-
-    # The root comes from every rank's inputs, so all ranks map files to the same places.
-    root = Path(os.path.commonpath([str(Path(p).resolve().parent) for p in paths]))
-    targets = {p: output_path(p, root=root, directory=directory, writer=writer) for p in paths}
-    seen: dict[Path, str] = {}
-    for source, target in targets.items():
-        if target in seen:
-            _usage(f"{seen[target]} and {source} would both write {target}: rename one, or tag "
-                   "them in separate runs")
-        seen[target] = source
-    todo = [p for p in shard if not (skip_existing and targets[p].exists())]
-    if len(todo) < len(shard):
-        _note(f"skipping {len(shard) - len(todo)} input(s) whose output exists")
-        progress.set_total(len(todo))
-    return _tag_all(tagger, todo, progress,
-                    lambda result: write_file(targets[result.path], writer, [result]))
-
-
-def _to_file(tagger: Tagger, paths: list[str], shard: list[str], writer: Writer, output: Path,
-             *, run: str, rank: int, world: int, progress: _Progress) -> list:
-    from ..journal import Journal, input_key
-
-    keys = {p: input_key(p) for p in paths}
-    journal = Journal(output, run=run, rank=rank, world=world)
-    status = journal.start()
-    for stale in status.stale:
-        _note(f"ignoring {stale}: written with other options")
-    todo = [p for p in shard if not journal.done(keys[p])]
-    if status.done:
-        _note(f"resuming from {journal.path}: {len(shard) - len(todo)} of {len(shard)} file(s) "
-              "already done")
-    progress.set_total(len(todo))
-    try:
-        failures = _tag_all(tagger, todo, progress,
-                            lambda result: journal.record(keys[result.path], result.path,
-                                                          writer.chunk(result)))
-    finally:
-        journal.close()
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # every rank's journal is complete
-    if rank == 0:
-        journal.assemble([keys[p] for p in paths], writer)
-        journal.remove()
-    return failures
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def _steady_heap() -> None:
@@ -280,16 +220,16 @@ def _steady_heap() -> None:
     libc.mallopt(m_mmap_threshold, 1 << 20)
 
 
-def _write_errors_log(path: Path, failures: list) -> None:
-    from ..atomic import atomic_write_text
-
-    # One line per failure: names that hold newlines or undecodable bytes are escaped.
-    atomic_write_text(path, "".join(f"{display_name(f.path)}\t{display_name(f.reason)}\n"
-                                    for f in failures))
+# How the job's arguments are spelled on this command line.
+_FLAGS = {"output": "-o/--output", "output_dir": "--output-dir", "errors_log": "--errors-log",
+          "paths": "INPUT", "skip_existing": "--skip-existing"}
 
 
-def _rank_suffixed(path: Path, rank: int, world: int) -> Path:
-    return path if world == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+def _job_usage(error: JobError) -> NoReturn:
+    """A job the core refused, told in this command's words: the flag, or the variable's value."""
+    if error.parameter in _FLAGS:
+        _usage(f"{error} ({_FLAGS[error.parameter]})")
+    _usage(f"{error.parameter}={os.environ.get(error.parameter, '')}: {error} (set by torchrun)")
 
 
 @app.command()
@@ -346,15 +286,21 @@ def tag(
         None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
 ) -> None:
     """Tag audio files of any length: clip tags, per-window segments or merged events."""
+    from ..runs import JobError, Shard, check_destinations
+
     if output is not None and output_dir is not None:
         _usage("give -o/--output or --output-dir, not both")
     if segments and events:
         _usage("give --segments or --events, not both")
     if skip_existing and output_dir is None:
         _usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and (output is None or output == "-") and output_dir is None:
-        _usage("under torchrun, write to -o FILE (merged by rank 0) or --output-dir")
+    to_stdout = output_dir is None and (output is None or output == "-")
+    try:
+        shard = Shard.from_environment()
+        check_destinations(output=None if to_stdout else output, output_dir=output_dir,
+                           errors_log=errors_log, shard=shard)
+    except JobError as e:
+        _job_usage(e)
     format_name = fmt.value if fmt else _default_format(output, output_dir)
     mode = "events" if events else "segments" if segments else "tags"
 
@@ -370,20 +316,17 @@ def tag(
 
     import torch
 
-    from .._version import __version__
     from ..checkpoint import CheckpointError
     from ..device import resolve_device
     from ..hub import HubError, load_model
-    from ..journal import run_key
+    from ..runs import tag_files
     from ..tagger import Tagger
 
     _steady_heap()
     if threads:
         torch.set_num_threads(threads)
-    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
     try:
-        target = resolve_device(device)
+        target = resolve_device(shard.device(device))
     except ValueError as e:
         _usage(str(e))
     try:
@@ -400,34 +343,20 @@ def tag(
         )
     except ValueError as e:
         _usage(str(e))
-    if world > 1 and output_dir is None:
-        import torch.distributed as dist
-
-        # Ranks wait for each other only at the end, before rank 0 merges: allow long runs.
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
-    shard = paths[rank::world]
     # A live bar only where someone watches it; one per job, not one per rank.
-    progress = _Progress(total=len(shard), enabled=not quiet and rank == 0 and console.is_terminal)
+    progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal)
     try:
-        if output_dir is not None:
-            failures = _to_directory(tagger, paths, shard, writer, output_dir,
-                                     skip_existing=skip_existing, progress=progress)
-        elif output is not None and output != "-":
-            run = run_key({**tagger.options(), "model": _model_fingerprint(model),
-                           "format": format_name, "mode": mode, "version": __version__})
-            failures = _to_file(tagger, paths, shard, writer, Path(output), run=run, rank=rank,
-                                world=world, progress=progress)
-        else:
-            failures = _to_stdout(tagger, shard, writer, progress)
+        result = tag_files(
+            tagger, paths, writer=writer, stream=_PausedStdout(progress) if to_stdout else None,
+            output=None if to_stdout or output_dir is not None else output, output_dir=output_dir,
+            skip_existing=skip_existing, model=model, errors_log=errors_log, shard=shard,
+            observer=progress,
+        )
+    except JobError as e:
+        _job_usage(e)
     finally:
         progress.close()
-        if world > 1 and output_dir is None:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-    if errors_log is not None:
-        _write_errors_log(_rank_suffixed(errors_log, rank, world), failures)
     if not quiet:
-        prefix = f"rank {rank}: " if world > 1 else ""
+        prefix = f"rank {shard.rank}: " if shard.world > 1 else ""
         _note(prefix + progress.summary())
-    raise typer.Exit(EXIT_FAILED if failures else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if result.failures else EXIT_OK)

@@ -270,19 +270,15 @@ def _train(recipe: Recipe, out: Path | None, runtime: Runtime, *, quiet: bool) -
 
 
 def _resume(run_dir: Path, runtime: Runtime, *, quiet: bool) -> None:
-    from ..training import CROSS_VALIDATION_FILE, cross_validate, resume
-    from ..recipes import load_recipe
+    from ..runs import resume_training
+    from ..training import CrossValidation
 
-    if (run_dir / CROSS_VALIDATION_FILE).exists():
-        recorded = json.loads((run_dir / CROSS_VALIDATION_FILE).read_text("utf-8"))
-        first = run_dir / f"fold_{recorded['folds'][0]}" / "recipe.yaml"
-        result = _guarded(lambda observer: cross_validate(
-            load_recipe(first), run_dir, folds=recorded["folds"], runtime=runtime,
-            observer=observer, go_on=True), quiet=quiet)
+    result = _guarded(lambda observer: resume_training(run_dir, runtime=runtime, observer=observer),
+                      quiet=quiet)
+    if isinstance(result, CrossValidation):
         _report_folds(result.summary)
-        return
-    result = _guarded(lambda observer: resume(run_dir, runtime=runtime, observer=observer), quiet=quiet)
-    _report(result.summary)
+    else:
+        _report(result.summary)
 
 
 def _cross_validate(recipe: Recipe, out: Path | None, folds, runtime: Runtime, *, quiet: bool) -> None:

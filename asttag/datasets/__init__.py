@@ -28,6 +28,7 @@ __all__ = [
     "DatasetError",
     "DatasetSplits",
     "Example",
+    "detect_layout",
     "load_dataset",
     "target_vector",
 ]
@@ -41,8 +42,29 @@ DATASETS: dict[str, Callable[..., DatasetSplits]] = {
 }
 
 
+def detect_layout(root: str | Path) -> str:
+    """The layout (a key of DATASETS) of the data at `root`, from the files each layout holds.
+
+    A .json file is an AST manifest (audioset), another file a manifest; a folder without the
+    files of ESC-50, Speech Commands or AudioSet is a folder of class folders.
+    """
+    root = Path(root)
+    if root.is_file():
+        return "audioset" if root.suffix.lower() == ".json" else "manifest"
+    if (root / "meta" / "esc50.csv").is_file():
+        return "esc50"
+    if (root / "validation_list.txt").is_file() and (root / "testing_list.txt").is_file():
+        return "speechcommands"
+    if (root / "eval_segments.csv").is_file():
+        return "audioset"
+    return "folder"
+
+
 def load_dataset(name: str, root: str | Path, **options: object) -> DatasetSplits:
-    """Read the data set `name` (a key of DATASETS) at `root`; options go to its reader."""
+    """Read the data set `name` (a key of DATASETS, or auto: `detect_layout`) at `root`;
+    options go to its reader."""
+    if name == "auto":
+        name = detect_layout(root)
     try:
         reader = DATASETS[name]
     except KeyError:
