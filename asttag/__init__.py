@@ -15,18 +15,16 @@ __all__ = ["__version__", "load_model", "Tagger"]
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
-    from .model import AST
-
-
-def load_model(source: str = "default", *, device: str = "cpu") -> "AST":
-    """Load a model by name (see `asttag models list`) or from a file or directory."""
-    from .hub import load_model as _load
-
-    return _load(source, device=device)
+    from .hub import load_model
+    from .tagger import Tagger
 
 
 def __getattr__(name: str) -> Any:
-    # The Tagger pulls in torch; import it only when someone asks for it.
+    # Both pull in torch: import them only when someone asks for them.
+    if name == "load_model":
+        from .hub import load_model
+
+        return load_model
     if name == "Tagger":
         from .tagger import Tagger
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from .features import FeatureConfig
     from .labels import LabelSet
-    from .model import AST
+    from .model import AST, TaggingModel
     from .recipes import Recipe
     from .training import Observer, RunResult, Runtime
 
@@ -86,7 +86,7 @@ class ModelTeacher:
     for the student's classes, matched by label id, so the student may learn a subset.
     """
 
-    def __init__(self, teacher: AST, *, features: FeatureConfig, labels: LabelSet) -> None:
+    def __init__(self, teacher: TaggingModel, *, features: FeatureConfig, labels: LabelSet) -> None:
         if teacher.features.num_mel_bins != features.num_mel_bins:
             raise DistillError(
                 f"the teacher takes {teacher.features.num_mel_bins} mel bins and the student "
@@ -113,7 +113,7 @@ class ModelTeacher:
             self.teacher.to(inputs.device)
         x = convert_input(inputs.float(), self.features, self.teacher.features)
         with torch.inference_mode():
-            probabilities = self.teacher.probabilities(self.teacher(x))
+            probabilities = self.teacher.predict(x)
         # Out of inference mode: the loss's autograd graph may not hold inference tensors.
         return probabilities[:, self.index.to(inputs.device)].clone().to(targets.dtype)
 
@@ -267,7 +267,7 @@ def cut_recordings(
 
 
 def teacher_scores(
-    teacher: FrameTeacher | AST, windows: Sequence[tuple[Path, np.ndarray]], *, device: str = "cpu",
+    teacher: FrameTeacher | AST, windows: Sequence[tuple[Path, np.ndarray]], *, device: str = "auto",
     batch_size: int = 16,
 ) -> tuple[LabelSet, np.ndarray]:
     """The teacher's label set and its scores [windows, classes] for every window.
@@ -351,7 +351,7 @@ def _model_teacher(teacher: str | Path, recipe: Recipe) -> ModelTeacher | None:
     from .features import FeatureConfig
     from .hub import load_model
 
-    model = load_model(str(teacher))
+    model = load_model(str(teacher), device="cpu")
     features = FeatureConfig(num_mel_bins=recipe.num_mel_bins, target_length=recipe.target_length,
                              mean=recipe.norm_mean, std=recipe.norm_std)
     return ModelTeacher(model, features=features, labels=model.labels)

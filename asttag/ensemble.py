@@ -52,7 +52,7 @@ class EnsembleError(ValueError):
 
 
 class Ensemble(nn.Module):
-    """Member ASTs sharing one label set; `predict` averages their probabilities.
+    """Member ASTs sharing one label set; `predict` averages their probabilities (a `TaggingModel`).
 
     The ensemble's input (`features`) is that of the member with the longest input (the first
     such member on a tie), so no member is shown less than it was trained on; each member gets
@@ -61,7 +61,7 @@ class Ensemble(nn.Module):
     has no logits, only probabilities.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[AST | Ensemble]) -> None:
         super().__init__()
         flat = [m for model in members for m in _members_of(model)]
         if not flat:
@@ -83,11 +83,11 @@ class Ensemble(nn.Module):
         return (total / len(outputs)).to(outputs[0].dtype)
 
 
-def _members_of(model: nn.Module) -> list[nn.Module]:
+def _members_of(model: AST | Ensemble) -> list[AST]:
     return list(model.members) if isinstance(model, Ensemble) else [model]
 
 
-def _check_members(members: Sequence[nn.Module]) -> None:
+def _check_members(members: Sequence[AST]) -> None:
     first = members[0]
     for i, member in enumerate(members[1:], start=1):
         problems = label_problems(first.labels, member.labels)

@@ -20,9 +20,11 @@ from .atomic import atomic_path, sha256_file
 from .datasets import DatasetSplits, Example
 from .datasets.base import quote
 from .ensemble import EnsembleError
-from .inference import Precision, predict_examples, target_matrix as data_targets
+from .choices import DEFAULT_DEVICE, Precision
+from .inference import predict_examples, target_matrix as data_targets
 from .labels import LabelSet, label_problems
 from .metrics import Metrics, evaluate_scores
+from .model import TaggingModel
 
 __all__ = [
     "PREDICTIONS_FORMAT",
@@ -107,13 +109,13 @@ def target_matrix(
 
 
 def predict_split(
-    model,
+    model: TaggingModel,
     examples: Sequence[Example],
     *,
     data_labels: LabelSet,
     identity: dict,
     batch_size: int = 16,
-    device: str = "cpu",
+    device: str = DEFAULT_DEVICE,
     workers: int = 0,
     precision: Precision = "fp32",
 ) -> Predictions:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from . import checkpoint, loading
 from .checkpoint import CheckpointError
+from .choices import DEFAULT_DEVICE
 from .device import resolve_device
+from .model import TaggingModel
 
 __all__ = ["NamedModel", "MODELS", "HubError", "cache_dir", "cached_path", "pull", "load_model"]
 
@@ -101,8 +103,9 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
     return checkpoint.save(model, target, extra={"source": f"hf:{hub_id}"})
 
 
-def load_model(source: str = "default", *, device: str = "cpu"):
-    """An `AST` from a name, a local file or directory, or a hub id, moved to `device`."""
+def load_model(source: str = "default", *, device: str = DEFAULT_DEVICE) -> TaggingModel:
+    """A model (an `AST` or an `Ensemble`) from a name, a local file or directory, or a hub id,
+    moved to `device` and put in eval mode."""
     path = Path(source).expanduser()
     if path.exists():
         model = loading.load(path)

@@ -8,13 +8,11 @@ validation, `asttag evaluate` for evaluation.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -23,26 +21,20 @@ from torch.utils.data import DataLoader, Dataset
 from .atomic import atomic_path
 from .audio import load as load_audio
 from .datasets import Example, target_vector
-from .device import resolve_device
+from .choices import DEFAULT_DEVICE, Precision
+from .device import autocast, resolve_device, resolve_precision
 from .features import FeatureConfig, fbank, normalize, pad_or_crop
-from .model import AST
+from .model import AST, TaggingModel
 
 __all__ = [
-    "Precision",
     "FeatureCache",
     "ClipDataset",
     "target_matrix",
-    "resolve_precision",
-    "autocast",
     "example_logits",
     "predict_examples",
 ]
 
 log = logging.getLogger(__name__)
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 class FeatureCache:
     """Decoded waveforms and raw log-mel frames on disk, one .npy file per clip and kind.
@@ -132,34 +124,9 @@ def target_matrix(examples: Sequence[Example], num_classes: int) -> np.ndarray:
     return np.stack([target_vector(e, num_classes) for e in examples])
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> str:
-    """The precision to compute in: 'auto' is bf16 (else fp16) on CUDA and fp32 on the CPU.
-
-    bf16 on a CPU is allowed where oneDNN runs it natively; fp16 needs CUDA.
-    """
-    if precision == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 mixed precision needs a CUDA device; use bf16 or fp32 on the CPU")
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        raise ValueError("this CPU has no native bf16 support; use fp32")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
-    return precision
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed-precision context for a resolved precision ('fp32' is a no-op)."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=_DTYPES[precision])
-
-
 @torch.inference_mode()
 def _outputs(
-    model: torch.nn.Module,
+    model: TaggingModel,
     examples: Sequence[Example],
     compute: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
     *,
@@ -190,7 +157,7 @@ def example_logits(
     examples: Sequence[Example],
     *,
     batch_size: int = 32,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = DEFAULT_DEVICE,
     workers: int = 0,
     precision: Precision = "fp32",
     cache: str | Path | None = None,
@@ -201,25 +168,24 @@ def example_logits(
 
 
 def predict_examples(
-    model: torch.nn.Module,
+    model: TaggingModel,
     examples: Sequence[Example],
     *,
     batch_size: int = 32,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = DEFAULT_DEVICE,
     workers: int = 0,
     precision: Precision = "fp32",
     cache: str | Path | None = None,
 ) -> np.ndarray:
     """Class probabilities (examples, classes) float32, in the examples' order.
 
-    `model` is an AST or anything with its prediction interface (`predict`, `features`,
-    `labels`), such as an ensemble: sigmoid outputs for multi-label models, softmax for
+    `model` is an AST or any `TaggingModel`, such as an ensemble: sigmoid outputs for multi-label models, softmax for
     single-label ones. Each clip is one input window, cut or zero-padded to the model's length.
     The model is put in eval mode and moved to `device`.
 
     batch_size: clips per forward pass. device: 'cpu', 'cuda', 'cuda:N', 'auto' or a
     torch.device. workers: DataLoader processes decoding audio (0: decode in this process).
-    precision: 'fp32', 'bf16', 'fp16' or 'auto' (see resolve_precision). cache: a folder that
+    precision: 'fp32', 'bf16', 'fp16' or 'auto' (see device.resolve_precision). cache: a folder that
     keeps decoded audio and log-mel frames for later passes (see FeatureCache).
     An undecodable clip raises asttag.audio.AudioError naming the file.
     """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +18,29 @@ from torch import nn
 from .features import FeatureConfig
 from .labels import LabelSet, label_problems
 
-__all__ = ["ASTConfig", "AST", "PRESETS", "ShapeError", "compatibility_problems"]
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11 on
+
+__all__ = ["ASTConfig", "AST", "TaggingModel", "PRESETS", "ShapeError", "compatibility_problems"]
 
 
 class ShapeError(ValueError):
     """An input or parameter whose shape does not fit the model."""
+
+
+class TaggingModel(Protocol):
+    """What taggers, evaluators and teachers use of a model: an `AST`, an `Ensemble` or any
+    module offering the same. `predict` maps normalised log-mel input (B, T, F), shaped by
+    `features`, to class probabilities (B, classes) in the order of `labels`."""
+
+    features: FeatureConfig
+    labels: LabelSet
+
+    def predict(self, fbank: torch.Tensor) -> torch.Tensor: ...
+
+    def to(self, device: torch.device | str) -> Self: ...
+
+    def eval(self) -> Self: ...
 
 
 # DeiT sizes; heads keep DeiT's head width of 64.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .choices import PRECISIONS
 from .features import AUDIOSET_STATS
 
 __all__ = ["RecipeError", "Recipe", "RECIPE_DIR", "builtin_recipes", "load_recipe", "parse_override"]
@@ -22,7 +23,6 @@ RECIPE_DIR = Path(__file__).resolve().parent / "data" / "recipes"
 
 LOSSES = ("bce", "ce")
 METRICS = ("auto", "accuracy", "mAP")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INIT_KINDS = ("audioset", "imagenet", "none")
 _INTS = ("epochs", "batch_size", "num_mel_bins", "target_length", "warmup_steps", "lr_decay_start",
          "lr_decay_step", "freqm", "timem", "grad_accum", "seed")

@@ -10,8 +10,9 @@ scales by the whole batch). On a CPU the model computes a window the same in a b
 (AST.classify; the tests check it), so the last batch runs with the windows it has; on other
 devices, whose kernels may depend on the batch shape, it is padded to the full shape.
 
-The model is used only through `features`, `labels`, `predict`, `to` and `eval`, so anything
-offering those (an ensemble bundle) tags like a single model.
+The model is used only through `features`, `labels`, `predict`, `to` and `eval` (the
+`model.TaggingModel` protocol), so anything offering those (an ensemble bundle) tags like a
+single model.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ import numpy as np
 import torch
 
 from .audio import AudioError, iter_blocks
+from .choices import AGGREGATES, DEFAULT_DEVICE, PADS, TAG_PRECISIONS
+from .device import autocast, refuse_fp16_off_cuda, resolve_device
 from .features import FeatureConfig, fbank, normalize, window_features
+from .model import TaggingModel
 
 __all__ = [
     "Tagger",
@@ -37,17 +41,11 @@ __all__ = [
     "Tag",
     "Event",
     "WindowPlan",
-    "PRECISIONS",
-    "PADS",
-    "AGGREGATES",
     "default_batch_size",
 ]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-PADS = ("zero", "repeat")
-AGGREGATES = ("max", "mean")
 DEFAULT_TOP_K = 5
 DEFAULT_EVENT_THRESHOLD = 0.5
 _MIN_FRAMES = 32
@@ -361,9 +359,9 @@ class Tagger:
 
     def __init__(
         self,
-        model: Any,
+        model: TaggingModel,
         *,
-        device: str | torch.device = "auto",
+        device: str | torch.device = DEFAULT_DEVICE,
         precision: str = "fp32",
         batch_size: int | None = None,
         window: float | None = None,
@@ -376,9 +374,7 @@ class Tagger:
         workers: int = 0,
         block_seconds: float = 60.0,
     ) -> None:
-        from .device import resolve_device
-
-        _check_choice("precision", precision, PRECISIONS)
+        _check_choice("precision", precision, TAG_PRECISIONS)
         _check_choice("pad", pad, PADS)
         if aggregate is not None:
             _check_choice("aggregate", aggregate, AGGREGATES)
@@ -494,8 +490,6 @@ class Tagger:
         return iter(loader)
 
     def _autocast(self):
-        from .inference import autocast
-
         # int8 models are quantised already (_prepare); the rest of their ops run in fp32.
         return autocast(self.device, "fp32" if self.precision == "int8" else self.precision)
 
@@ -594,7 +588,7 @@ def _resolve_labels(label_set: Any, labels: Iterable[str | int] | None) -> np.nd
     return np.array(sorted(set(indices)))
 
 
-def _prepare(model: Any, *, device: torch.device, precision: str) -> Any:
+def _prepare(model: TaggingModel, *, device: torch.device, precision: str) -> TaggingModel:
     """The model on `device`, in eval mode; for int8 with its linear layers quantised.
 
     bf16 and fp16 keep fp32 weights and run under autocast (Tagger._autocast): the matrix
@@ -615,6 +609,5 @@ def _prepare(model: Any, *, device: torch.device, precision: str) -> Any:
             return torch.ao.quantization.quantize_dynamic(
                 model.to("cpu").eval(), {nn.Linear}, dtype=torch.qint8
             )
-    if precision == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 needs a CUDA device; on the CPU use bf16")
+    refuse_fp16_off_cuda(precision, device)
     return model.to(device=device).eval()

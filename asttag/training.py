@@ -48,9 +48,9 @@ from .atomic import atomic_path, atomic_write_text
 from .checkpoint import load as load_checkpoint
 from .checkpoint import load_state, save
 from .datasets import DatasetSplits, Example, load_dataset, target_vector
-from .device import resolve_device
+from .device import autocast, resolve_device, resolve_precision
 from .features import FeatureConfig, normalize, spec_augment
-from .inference import ClipDataset, autocast, example_logits, resolve_precision, target_matrix
+from .inference import ClipDataset, example_logits, target_matrix
 from .labels import LabelSet
 from .metrics import evaluate_scores
 from .model import AST, ASTConfig
@@ -386,7 +386,10 @@ def build_model(recipe: Recipe, labels: LabelSet) -> AST:
         if recipe.init == "none":
             return AST(config, features=features, labels=labels)
         return imagenet_init(config, weights=recipe.imagenet_weights, features=features, labels=labels)
-    source = load_model(AUDIOSET_MODEL if recipe.init == "audioset" else recipe.init)
+    source = load_model(AUDIOSET_MODEL if recipe.init == "audioset" else recipe.init, device="cpu")
+    if not isinstance(source, AST):
+        raise TrainingError(f"{recipe.init}: an ensemble bundle has no one encoder to start from; "
+                            "give one model")
     if recipe.model:
         log.warning("recipe %s: model overrides are ignored: the architecture comes from %s",
                     recipe.name, recipe.init)

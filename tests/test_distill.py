@@ -162,6 +162,14 @@ def test_model_teacher_scores_the_students_input_in_its_own_normalisation_and_la
     assert logits.grad is not None
 
 
+def test_an_ensemble_bundle_teaches_like_a_model():
+    ensemble = Ensemble([_teacher(), _teacher(stride=(12, 12))])
+    hook = ModelTeacher(ensemble, features=ensemble.features, labels=ensemble.labels)
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(hook(x, torch.zeros(2, 4)), ensemble.predict(x))
+
+
 def test_model_teacher_refuses_other_mel_bins_and_unknown_classes():
     teacher = _teacher()
     with pytest.raises(DistillError, match="--mel-bins 32"):

@@ -17,7 +17,6 @@ from asttag.inference import (
     ClipDataset,
     example_logits,
     predict_examples,
-    resolve_precision,
     target_matrix,
 )
 from asttag.labels import LabelSet
@@ -135,16 +134,6 @@ def test_bf16_on_the_cpu_stays_close_to_fp32(tmp_path):
     model = _model(multi_label=True)
     np.testing.assert_allclose(predict_examples(model, examples, precision="bf16"),
                                predict_examples(model, examples), atol=0.05)
-
-
-def test_precision_choices():
-    cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "fp32"
-    assert resolve_precision("fp32", cpu) == "fp32"
-    with pytest.raises(ValueError, match="fp16 mixed precision needs a CUDA device"):
-        resolve_precision("fp16", cpu)
-    with pytest.raises(ValueError, match="unknown precision"):
-        resolve_precision("int4", cpu)
 
 
 def test_an_undecodable_clip_is_named(tmp_path):

@@ -19,6 +19,7 @@ from training_fixtures import make_esc50, tiny_recipe, write_clip
 
 from asttag import checkpoint
 from asttag.datasets import Example
+from asttag.ensemble import Ensemble, save_bundle
 from asttag.features import FeatureConfig, normalize
 from asttag.inference import ClipDataset
 from asttag.labels import LabelSet
@@ -266,6 +267,13 @@ def test_checkpoint_init_transfers_the_encoder(tmp_path, esc):
                         LabelSet.from_names(list("xyz"), multi_label=True))
     assert other.head.weight.shape == (3, 64) and other.config.target_length == 60
     assert torch.equal(other.blocks[1].mlp.fc2.weight, source.blocks[1].mlp.fc2.weight)
+
+
+def test_an_ensemble_bundle_is_refused_as_init(tmp_path, esc):
+    model = build_model(_recipe(tmp_path, esc), LabelSet.from_names(list("abcde")))
+    bundle = save_bundle(Ensemble([model, model]), tmp_path / "bundle.safetensors")
+    with pytest.raises(TrainingError, match="bundle.safetensors: an ensemble bundle"):
+        build_model(_recipe(tmp_path, esc, init=str(bundle)), model.labels)
 
 
 def test_imagenet_init_from_a_local_deit_file(tmp_path, esc):

@@ -56,7 +56,7 @@ def create(
     if output.exists() and not force:
         fail(f"{output} exists; pass --force to overwrite it", code=EXIT_USAGE)
     try:
-        ensemble = Ensemble([load_model(source) for source in models])
+        ensemble = Ensemble([load_model(source, device="cpu") for source in models])
         save_bundle(ensemble, output, extra={"members": [model_identity(s) for s in models]})
     except user_errors() as e:
         fail(str(e))
@@ -150,7 +150,7 @@ def _run(sources: list[str], examples, labels, **run) -> list:
     try:
         members = []
         for source in sources:
-            model, identity = load_model(source), model_identity(source)
+            model, identity = load_model(source, device="cpu"), model_identity(source)
             if isinstance(model, Ensemble):
                 members += [({**identity, "member": i}, m) for i, m in enumerate(model.members)]
             else:

@@ -97,7 +97,7 @@ def info(
 
     try:
         fmt = detect_format(source) if Path(source).exists() else "named"
-        model = load_model(source)
+        model = load_model(source, device="cpu")
     except (CheckpointError, HubError) as e:
         fail(str(e))
     data = describe(model, source=source, fmt=fmt)

@@ -601,7 +601,7 @@ def export(model_path: Path, out: Path) -> Path:
     from asttag.ensemble import Ensemble, save_bundle
     from asttag.hub import load_model
 
-    model = load_model(str(model_path))  # loading keeps the file's `extra` on the model
+    model = load_model(str(model_path), device="cpu")  # loading keeps the file's `extra` on the model
     extra = {**model.extra, "weights": "fp16"}
     write = save_bundle if isinstance(model, Ensemble) else save
     return write(model.half(), out, extra=extra)
