@@ -29,6 +29,7 @@ from .checkpoint import (
 )
 from .features import FeatureConfig, convert_input
 from .labels import LabelSet, label_problems
+from .model import AST
 
 __all__ = [
     "BUNDLE_FORMAT",
