@@ -49,7 +49,6 @@ __all__ = [
     "cut_windows",
     "soft_record",
     "write_soft_manifest",
-    "read_soft_manifest",
     "soft_scores",
     "write_label_file",
     "is_yamnet_file",
@@ -191,22 +190,6 @@ def write_soft_manifest(targets: Iterable[SoftTarget], path: str | Path, *, labe
     write_label_file(labels, path.parent / LABEL_FILE)
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
-
-
-def read_soft_manifest(path: str | Path, *, labels: LabelSet) -> list[SoftTarget]:
-    """The windows of a manifest `write_soft_manifest` wrote, scores back in label order."""
-    path = Path(path)
-    targets = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        try:
-            scores = soft_scores(record["scores"], labels)
-        except KeyError as e:
-            raise DistillError(f"{path}:{number}: {e.args[0]}") from None
-        targets.append(SoftTarget(path.parent / record["path"], scores))
-    return targets
 
 
 def soft_scores(scores: dict[str, float], labels: LabelSet) -> np.ndarray:

@@ -21,7 +21,7 @@ from .datasets import DatasetSplits, Example
 from .datasets.base import quote
 from .ensemble import EnsembleError
 from .choices import DEFAULT_DEVICE, Precision
-from .inference import predict_examples, target_matrix as data_targets
+from .inference import predict_examples, target_matrix
 from .labels import LabelSet, label_problems
 from .metrics import Metrics, evaluate_scores
 from .model import TaggingModel
@@ -31,7 +31,7 @@ __all__ = [
     "EvaluationError",
     "Predictions",
     "choose_split",
-    "target_matrix",
+    "model_targets",
     "predict_split",
     "model_identity",
     "save_predictions",
@@ -86,7 +86,7 @@ def choose_split(splits: DatasetSplits, name: str | None = None) -> tuple[str, l
     return name, list(examples)
 
 
-def target_matrix(
+def model_targets(
     examples: Sequence[Example], *, data_labels: LabelSet, model_labels: LabelSet
 ) -> np.ndarray:
     """Targets (clips, model classes) with the data set's classes matched to the model's by id.
@@ -104,7 +104,7 @@ def target_matrix(
         )
     columns = [position[label_id] for label_id in data_labels.ids]
     targets = np.zeros((len(examples), len(model_labels)), dtype=np.float32)
-    targets[:, columns] = data_targets(examples, len(data_labels))
+    targets[:, columns] = target_matrix(examples, len(data_labels))
     return targets
 
 
@@ -123,7 +123,7 @@ def predict_split(
 
     Each clip is one model input (cut or padded), as the paper evaluates; see predict_examples.
     """
-    targets = target_matrix(examples, data_labels=data_labels, model_labels=model.labels)
+    targets = model_targets(examples, data_labels=data_labels, model_labels=model.labels)
     scores = predict_examples(
         model, examples, batch_size=batch_size, device=device, workers=workers,
         precision=precision,

@@ -20,10 +20,8 @@ __all__ = [
     "audioset",
     "esc50",
     "speech_commands",
-    "builtin",
     "read_label_file",
     "label_problems",
-    "BUILTIN_LABEL_SETS",
 ]
 
 ESC50_CLASSES = (
@@ -149,18 +147,6 @@ def esc50() -> LabelSet:
 def speech_commands() -> LabelSet:
     """Speech Commands v2's 35 words (single-label)."""
     return LabelSet.from_names(SPEECH_COMMANDS_WORDS, multi_label=False)
-
-
-BUILTIN_LABEL_SETS = {"audioset": audioset, "esc50": esc50, "speechcommands": speech_commands}
-
-
-def builtin(name: str) -> LabelSet:
-    """A built-in label set by name: audioset, esc50 or speechcommands."""
-    try:
-        return BUILTIN_LABEL_SETS[name]()
-    except KeyError:
-        known = ", ".join(BUILTIN_LABEL_SETS)
-        raise KeyError(f"unknown label set {name!r}; built-in sets: {known}") from None
 
 
 def read_label_file(path: str | Path, *, multi_label: bool = True) -> LabelSet:

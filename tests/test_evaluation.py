@@ -16,9 +16,9 @@ from asttag.evaluation import (
     choose_split,
     load_predictions,
     model_identity,
+    model_targets,
     predict_split,
     save_predictions,
-    target_matrix,
 )
 from asttag.features import clip_features
 from asttag.labels import LabelSet
@@ -46,7 +46,7 @@ def test_the_default_split_is_the_first_present_of_test_valid_train():
 
 def test_targets_follow_the_models_class_order_by_label_id():
     data_labels = LabelSet(("car", "dog"), ("/m/car", "/m/dog"))  # a subset, in another order
-    targets = target_matrix(examples((0,), (1,), (0, 1)), data_labels=data_labels,
+    targets = model_targets(examples((0,), (1,), (0, 1)), data_labels=data_labels,
                             model_labels=MODEL_LABELS)
     np.testing.assert_array_equal(targets, [[0, 0, 0, 1], [1, 0, 0, 0], [1, 0, 0, 1]])
 
@@ -54,14 +54,14 @@ def test_targets_follow_the_models_class_order_by_label_id():
 def test_soft_targets_are_kept():
     data_labels = LabelSet(("car", "dog"), ("/m/car", "/m/dog"))
     soft = [Example("a.wav", soft=[0.25, 0.75])]
-    targets = target_matrix(soft, data_labels=data_labels, model_labels=MODEL_LABELS)
+    targets = model_targets(soft, data_labels=data_labels, model_labels=MODEL_LABELS)
     np.testing.assert_array_equal(targets, [[0.75, 0, 0, 0.25]])
 
 
 def test_data_classes_unknown_to_the_model_are_refused():
     data_labels = LabelSet(("dog", "horse"), ("/m/dog", "/m/horse"))
     with pytest.raises(EvaluationError, match=r"1 of the data set's 2 classes.*'/m/horse'"):
-        target_matrix(examples((0,)), data_labels=data_labels, model_labels=MODEL_LABELS)
+        model_targets(examples((0,)), data_labels=data_labels, model_labels=MODEL_LABELS)
 
 
 def saved(tmp_path) -> tuple[Predictions, object]:

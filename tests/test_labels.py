@@ -18,9 +18,6 @@ def test_esc50_and_speech_commands():
     assert (esc.names[0], esc.names[49]) == ("dog", "hand_saw")
     sc = labels.speech_commands()
     assert len(sc) == 35 and sc.names == tuple(sorted(sc.names))
-    assert labels.builtin("esc50") == esc
-    with pytest.raises(KeyError, match="built-in sets"):
-        labels.builtin("nope")
 
 
 def test_names_that_look_like_numbers_are_found_by_name():

@@ -34,7 +34,3 @@ def fail(message: str, *, code: int = EXIT_FAILED) -> NoReturn:
     """Print an error line on stderr and exit with `code`."""
     error(message)
     raise typer.Exit(code)
-
-
-def not_implemented(command: str) -> NoReturn:
-    fail(f"`asttag {command}` is not implemented yet in this version", code=EXIT_FAILED)
