@@ -4,29 +4,79 @@ and content digests."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_directory", "sha256_file"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_directory", "sha256_file", "NAME_MAX"]
+
+
+# Every name of the temporary file but the target's own: ".", ".", 8 hex digits, ".tmp".
+_TEMPORARY_EXTRA = 1 + 1 + 8 + 4
+NAME_MAX = 255  # bytes in one file name on the file systems asttag writes to
+
+
+def _temporary_name(path: Path) -> Path:
+    """A fresh hidden name beside `path` that fits the name limit however long `path`'s name is."""
+    stem = os.fsencode(path.name)[: NAME_MAX - _TEMPORARY_EXTRA]
+    return path.with_name(f".{os.fsdecode(stem)}.{secrets.token_hex(4)}.tmp")
+
+
+def _naming_target(error: OSError, target: Path, temporary: Path) -> OSError:
+    """`error` told about `target`: the temporary name is a detail the user never sees."""
+    if error.errno is None:
+        return error
+    name, tmp = os.fsdecode(error.filename or temporary), os.fsdecode(temporary)
+    if name != tmp and not name.startswith(tmp + os.sep):
+        return error  # about another file
+    return OSError(error.errno, error.strerror, os.fsdecode(target) + name[len(tmp):])
+
+
+def _create(path: Path, make: Callable[[Path], None]) -> Path:
+    """Make a fresh temporary entry beside `path` with `make` (which fails if it exists)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = _temporary_name(path)
+        try:
+            make(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise _naming_target(e, path, tmp) from e
+
+
+def _make_file(tmp: Path) -> None:
+    # Mode 0o666 through the umask, as for any file the user creates (mkstemp gives 0o600).
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _make_directory(tmp: Path) -> None:
+    tmp.mkdir(0o777)  # through the umask, like mkdir(1) (mkdtemp gives 0o700)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`."""
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`.
+
+    The file gets the user's umask. An OSError about the temporary file (a full disk, a
+    read-only file system) is raised naming `path`; the temporary file is removed.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    if path.is_dir():  # os.replace would fail only after all the work
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    tmp = _create(path, _make_file)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _naming_target(e, path, tmp) from e
     finally:
-        tmp_path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -39,14 +89,17 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     """Yield a temporary directory beside `path`; on success it replaces `path`."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        raise FileExistsError(errno.EEXIST, "already exists", str(path))
+    tmp = _create(path, _make_directory)
     try:
         yield tmp
-        if path.exists():
+        if path.is_dir():
             shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
         os.replace(tmp, path)
+    except OSError as e:
+        raise _naming_target(e, path, tmp) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -116,6 +116,7 @@ class JobPlan:
     resumed: int = 0  # files an earlier run already recorded in the journal
     journal: Path | None = None
     stale: list[Path] = field(default_factory=list)  # journals of other options, not used
+    damaged: int = 0  # journal entries that were damaged, dropped: their files are tagged again
 
 
 class JobObserver:
@@ -274,22 +275,23 @@ def _to_file(job: _Job, paths: Sequence[str], output: Path, *, run: str, shard: 
     keys = {p: input_key(p) for p in paths}
     journal = Journal(output, run=run, rank=shard.rank, world=shard.world)
     with _process_group(shard):
-        status = journal.start()
-        share = shard.files(paths)
-        todo = [p for p in share if not journal.done(keys[p])]
-        job.observer.planned(JobPlan(files=len(share), todo=len(todo),
-                                     resumed=len(share) - len(todo), journal=journal.path,
-                                     stale=status.stale))
+        status = journal.start()  # JournalBusy while another job writes the same output
         try:
+            share = shard.files(paths)
+            todo = [p for p in share if not journal.done(keys[p])]
+            job.observer.planned(JobPlan(files=len(share), todo=len(todo),
+                                         resumed=len(share) - len(todo), journal=journal.path,
+                                         stale=status.stale, damaged=status.damaged))
             job.run(todo, lambda result: journal.record(keys[result.path], result.path,
                                                         job.writer.chunk(result)))
-        finally:
             journal.close()
-        if shard.world > 1:
-            dist.barrier()  # every rank's journal is complete
-    if shard.rank == 0:
-        journal.assemble([keys[p] for p in paths], job.writer)
-        journal.remove()
+            if shard.world > 1:
+                dist.barrier()  # every rank's journal is complete
+            if shard.rank == 0:
+                journal.assemble([keys[p] for p in paths], job.writer)
+                journal.remove()
+        finally:
+            journal.release()
 
 
 @contextlib.contextmanager

@@ -113,7 +113,7 @@ def test_journal_resumes_skips_cut_lines_and_assembles_in_input_order(tmp_path):
     first = Journal(out, run=run)
     assert first.start().done == 0
     first.record("k1", "b.wav", writer.chunk(result("b.wav")))
-    first.close()
+    first.release()  # as a kill does
     with open(first.path, "ab") as f:  # a kill in the middle of writing an entry
         f.write(b'{"key": "k2", "chunk": "half')
     again = Journal(out, run=run)
@@ -132,7 +132,7 @@ def test_journal_with_other_options_is_not_resumed_and_ranks_are_merged(tmp_path
     old = Journal(out, run=run_key({"hop": 1}))
     old.start()
     old.record("k0", "a.wav", "stale\n")
-    old.close()
+    old.release()
     ranks = [Journal(out, run=run_key({"hop": 2}), rank=r, world=2) for r in (0, 1)]
     statuses = [j.start() for j in ranks]
     assert statuses[0].done == 0 and statuses[0].stale == [old.path]

@@ -6,16 +6,22 @@ body, so `asttag --help` and shell completion stay instant.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 
 import typer
 
 from .._version import __version__
-from .app import app, console
+from .app import app, console, fail, hold_closed_stdout, stdout_fault
 
 # Each module registers its commands on `app`.
 from . import tag, train, evaluate, average, ensemble, models  # noqa: E402,F401
 from . import distill  # noqa: E402,F401
+
+
+# What writing to a stream fails with: no file name, and only a stream of data is written to.
+_STREAM_FAULTS = (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG)
 
 
 def _version(value: bool) -> None:
@@ -46,4 +52,17 @@ def _log_to_stderr(level: int) -> None:
 
 
 def main() -> None:
-    app()
+    """The console script: the app, with faults of stdout and the file system as error lines."""
+    hold_closed_stdout()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()  # data still buffered meets a full disk here, not at exit
+    except OSError as e:  # one that no command caught: one line, not a traceback
+        try:
+            if e.filename is None and e.errno in _STREAM_FAULTS:
+                stdout_fault(e)
+            fail(e)
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import sys
 from typing import NoReturn
 
 import typer
@@ -24,13 +28,73 @@ console = Console(stderr=True)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def error(message: str) -> None:
+def describe(problem: str | BaseException) -> str:
+    """A message, or an exception as its message; a file system error as `PATH: REASON`."""
+    if isinstance(problem, OSError) and problem.strerror:
+        reason = problem.strerror[:1].lower() + problem.strerror[1:]
+        if problem.filename is None:
+            return reason
+        return f"{os.fsdecode(problem.filename)}: {reason}"
+    return str(problem)
+
+
+def error(message: str | BaseException) -> None:
     """Print `error: MESSAGE` on stderr as one line, whatever names or markup the message holds."""
-    console.print(Text.assemble(("error:", "bold red"), " ", display_name(message)),
+    console.print(Text.assemble(("error:", "bold red"), " ", display_name(describe(message))),
                   highlight=False, soft_wrap=True)
 
 
-def fail(message: str, *, code: int = EXIT_FAILED) -> NoReturn:
+def fail(message: str | BaseException, *, code: int = EXIT_FAILED) -> NoReturn:
     """Print an error line on stderr and exit with `code`."""
     error(message)
     raise typer.Exit(code)
+
+
+class ClosedStdout(io.TextIOBase):
+    """Stands for a stdout the process was started without (`>&-`): data written to it fails."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "closed", "stdout")
+
+
+def hold_closed_stdout() -> None:
+    """Give a process started without stdout a ClosedStdout, and /dev/null as descriptor 1.
+
+    Holding descriptor 1 keeps the next file opened (an output, say) from becoming stdout.
+    """
+    if sys.stdout is not None:
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != 1:
+        os.dup2(null, 1)
+        os.close(null)
+    sys.stdout = ClosedStdout()
+
+
+def _is_descriptor_1(stream: object) -> bool:
+    try:
+        return stream.fileno() == 1  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # not a file: a test's stream, ClosedStdout
+        return False
+
+
+def stdout_fault(problem: OSError) -> NoReturn:
+    """stdout took no more data (a full disk, a closed stream): say so once and exit 1.
+
+    stdout is pointed at /dev/null after, so Python's own flush at exit does not fail again.
+    A closed pipe (`| head`) is no error to report: the reader has what it wanted.
+    """
+    if _is_descriptor_1(sys.stdout):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    if problem.errno == errno.EPIPE:
+        raise typer.Exit(EXIT_FAILED)
+    fail(f"stdout: {describe(OSError(problem.errno, problem.strerror))}")
+
+
+def not_implemented(command: str) -> NoReturn:
+    fail(f"`asttag {command}` is not implemented yet in this version", code=EXIT_FAILED)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterator, NoReturn, Optional
 import typer
 
 from ..names import display_name
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail, stdout_fault
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -123,6 +123,9 @@ class _Progress:
     def planned(self, plan: JobPlan) -> None:
         for stale in plan.stale:
             _note(f"ignoring {stale}: written with other options")
+        if plan.damaged:
+            _note(f"warning: {plan.journal}: dropped {plan.damaged} damaged entr"
+                  f"{'y' if plan.damaged == 1 else 'ies'}; their files are tagged again")
         if plan.resumed:
             _note(f"resuming from {plan.journal}: {plan.resumed} of {plan.files} file(s) "
                   "already done")
@@ -354,6 +357,10 @@ def tag(
         )
     except JobError as e:
         _job_usage(e)
+    except OSError as e:  # an output that takes no more: a full disk, a read-only file system
+        if to_stdout and e.filename is None:
+            stdout_fault(e)
+        fail(e)
     finally:
         progress.close()
     if not quiet:
