@@ -94,7 +94,3 @@ def stdout_fault(problem: OSError) -> NoReturn:
     if problem.errno == errno.EPIPE:
         raise typer.Exit(EXIT_FAILED)
     fail(f"stdout: {describe(OSError(problem.errno, problem.strerror))}")
-
-
-def not_implemented(command: str) -> NoReturn:
-    fail(f"`asttag {command}` is not implemented yet in this version", code=EXIT_FAILED)
