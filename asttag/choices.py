@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TAG_PRECISIONS", "PADS", "AGGREGATES"]
+__all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TAG_PRECISIONS", "PADS", "AGGREGATES",
+           "EMBEDDING_FORMATS"]
 
 # CUDA when present, else the CPU (device.resolve_device): what every entry point runs on
 # unless told otherwise.
@@ -24,3 +25,5 @@ TAG_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 PADS = ("zero", "repeat")
 # How the tagger turns window scores into clip scores.
 AGGREGATES = ("max", "mean")
+# Embedding output formats (asttag.embedding.EMBEDDING_WRITERS holds one writer per name).
+EMBEDDING_FORMATS = ("safetensors", "npy", "parquet")

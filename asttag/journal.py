@@ -25,6 +25,7 @@ import glob
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -210,24 +211,20 @@ class Journal:
 
         Keys without an entry (files that failed) are left out.
         """
+        return writer.write(self.output, self.chunks(keys))
+
+    def chunks(self, keys: list[str]) -> Iterator[str]:
+        """The recorded chunks of `keys` (of every rank), in that order; keys without one are
+        left out."""
         self.close()
         self._scan()
-        written = 0
         with contextlib.ExitStack() as stack:
             journals = {p: stack.enter_context(open(p, "rb")) for p, _ in self._index.values()}
-            tmp = stack.enter_context(atomic_path(self.output))
-            out = stack.enter_context(open(tmp, "w", encoding="utf-8"))
-            out.write(writer.header())
             for key in keys:
-                if key not in self._index:
-                    continue
-                path, offset = self._index[key]
-                journals[path].seek(offset)
-                chunk = json.loads(journals[path].readline())["chunk"]
-                out.write(chunk if written == 0 else writer.separator + chunk)
-                written += 1
-            out.write(writer.footer())
-        return written
+                if key in self._index:
+                    path, offset = self._index[key]
+                    journals[path].seek(offset)
+                    yield json.loads(journals[path].readline())["chunk"]
 
     def remove(self) -> None:
         """Delete every journal of this output (after the output is complete) and release."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
@@ -99,6 +100,21 @@ class Writer:
     def render(self, results: list[TagResult]) -> str:
         """A whole output holding `results`."""
         return self.header() + self.separator.join(self.chunk(r) for r in results) + self.footer()
+
+    def write(self, path: Path, chunks: Iterable[str]) -> int:
+        """Write a whole output from `chunks` (as `chunk` made them) atomically; return how many.
+
+        The one place an output file is made, so formats that are not text (embeddings) can
+        write theirs from the same journal chunks.
+        """
+        count = 0
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+            out.write(self.header())
+            for chunk in chunks:
+                out.write(chunk if count == 0 else self.separator + chunk)
+                count += 1
+            out.write(self.footer())
+        return count
 
 
 WRITERS: dict[str, type[Writer]] = {}
@@ -278,5 +294,4 @@ def output_path(source: str | Path, *, root: Path, directory: Path, writer: Writ
 
 def write_file(path: Path, writer: Writer, results: list[TagResult]) -> None:
     """Write a whole output atomically: it appears complete or not at all."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(writer.render(results), encoding="utf-8")
+    writer.write(path, [writer.chunk(r) for r in results])

@@ -101,7 +101,8 @@ class _Progress:
     with this module): it draws progress and reports each failed file as it comes.
     """
 
-    def __init__(self, *, enabled: bool) -> None:
+    def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:
+        self.done_word = done
         self.files = 0
         self.failures = 0
         self.seconds = 0.0
@@ -111,12 +112,12 @@ class _Progress:
             from rich import progress as rp
 
             self._bar = rp.Progress(
-                rp.TextColumn("tagging"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                rp.TextColumn(doing), rp.BarColumn(), rp.MofNCompleteColumn(),
                 rp.TextColumn("files"), rp.TextColumn("{task.fields[audio]}"),
                 rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
                 transient=True, redirect_stdout=False, redirect_stderr=False,
             )
-            self._task = self._bar.add_task("tagging", total=None, audio="", speed="")
+            self._task = self._bar.add_task(doing, total=None, audio="", speed="")
             self._bar.start()
 
     # The job calls these (see asttag.runs.JobObserver).
@@ -175,7 +176,7 @@ class _Progress:
 
     def summary(self) -> str:
         elapsed = time.perf_counter() - self.started
-        text = (f"tagged {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
+        text = (f"{self.done_word} {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
                 f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
         return text + (f"; {self.failures} failed" if self.failures else "")
 

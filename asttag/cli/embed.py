@@ -1,0 +1,125 @@
+"""`asttag embed`: per-window and per-file embeddings of recordings (asttag.embedding)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..choices import EMBEDDING_FORMATS
+from .app import EXIT_FAILED, EXIT_OK, app, console, fail
+from .tag import (
+    Pad,
+    Precision,
+    _job_usage,
+    _note,
+    _Progress,
+    _read_inputs,
+    _steady_heap,
+    _usage,
+)
+
+EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORMATS}, type=str)
+
+
+@app.command()
+def embed(
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...",
+        help="Audio files, directories, glob patterns, or - to read paths from stdin."),
+    model: str = typer.Option(
+        "default", "--model", "-m", help="A model name, checkpoint or transformers directory."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o",
+        help="One output for all inputs, resumable; its suffix names the format "
+             "(.safetensors, .npy with index CSVs, .parquet)."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", help="One output per input, mirroring the input folders."),
+    fmt: Optional[EmbeddingFormat] = typer.Option(
+        None, "--format", "-f", help="With --output-dir: the format (default safetensors)."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="With --output-dir: leave inputs whose output exists."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
+    patches: bool = typer.Option(
+        False, "--patches", help="Also the mean of the patch tokens, per window and per file."),
+    window: Optional[float] = typer.Option(
+        None, "--window", help="Window length in seconds (default: the model's input length)."),
+    hop: Optional[float] = typer.Option(
+        None, "--hop", help="Seconds between window starts (default: the window length)."),
+    pad: Pad = typer.Option(
+        Pad.zero, "--pad", help="Fill short clips and the last window with zeros or by repeating."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: Precision = typer.Option(
+        Precision.fp32, "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", "-b", min=1, help="Windows per forward pass (default as for tag)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
+    workers: int = typer.Option(
+        1, "--workers", "-j", min=0,
+        help="Processes decoding and computing features while the model runs (0: in turn)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    errors_log: Optional[Path] = typer.Option(
+        None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
+) -> None:
+    """Embed audio files window by window: the vector the model's head sees, and its mean per file."""
+    from ..runs import JobError, Shard, check_destinations
+
+    if (output is None) == (output_dir is None):
+        _usage("give -o/--output FILE or --output-dir DIR")
+    if fmt is not None and output is not None:
+        _usage("-f/--format goes with --output-dir; with -o the suffix names the format")
+    if skip_existing and output_dir is None:
+        _usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
+    try:
+        shard = Shard.from_environment()
+        check_destinations(output=output, output_dir=output_dir, errors_log=errors_log,
+                           shard=shard)
+    except JobError as e:
+        _job_usage(e)
+    paths = _read_inputs(inputs, recursive=recursive)
+    if not paths:
+        _usage("no audio files found in the inputs given")
+
+    import torch
+
+    from ..checkpoint import CheckpointError
+    from ..device import resolve_device
+    from ..embedding import Embedder, embedding_format, make_embedding_writer
+    from ..hub import HubError, load_model
+    from ..runs import tag_files
+
+    _steady_heap()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        target = resolve_device(shard.device(device))
+    except ValueError as e:
+        _usage(str(e))
+    try:
+        net = load_model(model, device="cpu")
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
+    try:
+        embedder = Embedder(net, patches=patches, device=target, precision=precision.value,
+                            batch_size=batch_size, window=window, hop=hop, pad=pad.value,
+                            workers=workers)
+        name = embedding_format(output) if output else (fmt.value if fmt else EMBEDDING_FORMATS[0])
+        writer = make_embedding_writer(name, dim=net.config.embed_dim, patches=patches)
+    except (TypeError, ValueError) as e:
+        _usage(f"{model}: {e}" if isinstance(e, TypeError) else str(e))
+    progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal,
+                         doing="embedding", done="embedded")
+    try:
+        result = tag_files(embedder, paths, writer=writer, output=output, output_dir=output_dir,
+                           skip_existing=skip_existing, model=model, errors_log=errors_log,
+                           shard=shard, observer=progress)
+    except JobError as e:
+        _job_usage(e)
+    finally:
+        progress.close()
+    if not quiet:
+        prefix = f"rank {shard.rank}: " if shard.world > 1 else ""
+        _note(prefix + progress.summary())
+    raise typer.Exit(EXIT_FAILED if result.failures else EXIT_OK)
