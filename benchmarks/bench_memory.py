@@ -31,18 +31,19 @@ RATE, CHANNELS = 48000, 2
 SPEED = re.compile(r"in ([\d.]+) s \(([\d.]+)x real time\)")
 
 
-def write_recording(path: Path, minutes: float, *, seed: int = 0) -> Path:
+def write_recording(path: Path, minutes: float, *, seed: int = 0, rate: int = RATE,
+                    channels: int = CHANNELS) -> Path:
     """Tones that change every few seconds over quiet noise, written a minute at a time."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
-    total = int(minutes * 60 * RATE)
-    with sf.SoundFile(str(path), "w", RATE, CHANNELS, subtype="PCM_16") as f:
-        for start in range(0, total, 60 * RATE):
-            t = np.arange(start, min(start + 60 * RATE, total)) / RATE
+    total = int(minutes * 60 * rate)
+    with sf.SoundFile(str(path), "w", rate, channels, subtype="PCM_16") as f:
+        for start in range(0, total, 60 * rate):
+            t = np.arange(start, min(start + 60 * rate, total)) / rate
             freq = 200 + 300 * (np.floor(t / 7) % 10)
             mono = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
-            f.write(np.stack([mono, 0.8 * mono], axis=1).astype(np.float32))
+            f.write(np.stack([mono, 0.8 * mono][:channels], axis=1).astype(np.float32))
     return path
 
 

@@ -1,0 +1,138 @@
+"""`asttag plot`: pictures of recordings, training runs and saved evaluation predictions.
+
+What each input is decides the picture: a `.npz` file is `asttag evaluate --save-predictions`
+output, a folder holding a training run (or a cross-validation) is drawn as its curves, and
+everything else is audio, tagged and drawn. The drawing is `asttag.plot`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, fail
+
+_RUN_PICTURE = "metrics.png"
+
+
+def _is_run(path: Path) -> bool:
+    from ..training import CROSS_VALIDATION_FILE, METRICS_FILE
+
+    return path.is_dir() and any((path / name).exists() for name in (METRICS_FILE, CROSS_VALIDATION_FILE))
+
+
+def _destination(source: Path, *, run: bool, output_dir: Optional[Path]) -> Path:
+    """Beside the input (a run's picture inside its folder), or in `output_dir` by its name."""
+    if run:
+        return output_dir / f"{source.name}.png" if output_dir else source / _RUN_PICTURE
+    return (output_dir / source.name if output_dir else source).with_suffix(".png")
+
+
+def _error(path: str, reason: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def plot(
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...",
+        help="Audio files, directories or glob patterns (tagged and drawn), training run "
+             "directories (their curves) or predictions files from `asttag evaluate "
+             "--save-predictions` (AP per class)."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir", "-o",
+        help="Write the pictures here, named after their inputs (default: beside each input; "
+             f"a run's as {_RUN_PICTURE} inside it)."),
+    model: str = typer.Option(
+        "default", "--model", "-m", help="The model that tags audio inputs (as for `asttag tag`)."),
+    top: int = typer.Option(10, "--top", "-k", min=1, help="Label rows: the K best clip scores."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", "-t", min=0.0, max=1.0, help="Event threshold (default 0.5)."),
+    labels: Optional[list[str]] = typer.Option(
+        None, "--labels", "-l", help="Only these labels (names, ids or indices)."),
+    hop: Optional[float] = typer.Option(
+        None, "--hop", help="Seconds between window starts (default: the window length)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
+    width: int = typer.Option(1600, "--width", min=400, help="Picture width in pixels."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Draw PNG pictures: a recording's spectrogram, label scores over time and events; a
+    training run's loss, accuracy/mAP and learning rate per epoch; per-class AP of predictions.
+
+    Prints the path of each picture written on stdout.
+    """
+    from .. import plot as pictures
+    from ..audio import find_audio
+    from ..evaluation import EvaluationError, load_predictions
+
+    try:
+        pictures.require_matplotlib()
+    except pictures.PlotError as e:
+        fail(str(e))
+    runs = [Path(p) for p in inputs if _is_run(Path(p))]
+    evaluations = [Path(p) for p in inputs if p.lower().endswith(".npz")]
+    others = [p for p in inputs if Path(p) not in runs and Path(p) not in evaluations]
+    recordings = [Path(p) for p in find_audio(others, recursive=recursive)]
+    targets = {source: _destination(source, run=source in runs, output_dir=output_dir)
+               for source in runs + evaluations + recordings}
+    if not targets:
+        fail("no audio files, training runs or predictions files in the inputs given", code=EXIT_USAGE)
+    drawn_from: dict[Path, Path] = {}
+    for source, target in targets.items():
+        if target in drawn_from:
+            fail(f"{drawn_from[target]} and {source} would both be drawn to {target}", code=EXIT_USAGE)
+        drawn_from[target] = source
+
+    failed = False
+    for source in runs + evaluations:
+        try:
+            if source in runs:
+                pictures.draw_run(source, targets[source])
+            else:
+                pictures.draw_evaluation(load_predictions(source), targets[source])
+        except (EvaluationError, pictures.PlotError, OSError) as e:
+            failed = True
+            _error(str(source), str(e).removeprefix(f"{source}: "))
+            continue
+        print(targets[source], flush=True)
+    if recordings:
+        failed |= _draw_recordings(targets, recordings, model=model, top=top, threshold=threshold,
+                                   labels=labels, hop=hop, width=width, device=device)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _draw_recordings(targets: dict[Path, Path], recordings: list[Path], *, model: str, top: int,
+                     threshold: Optional[float], labels: Optional[list[str]],
+                     hop: Optional[float], width: int, device: str) -> bool:
+    """Tag and draw each recording; True when some failed."""
+    from .. import plot as pictures
+    from ..audio import AudioError
+    from ..checkpoint import CheckpointError
+    from ..hub import HubError, load_model
+    from ..tagger import TagFailure, Tagger
+    from .tag import _label_keys
+
+    try:
+        net = load_model(model, device="cpu")
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
+    try:
+        tagger = Tagger(net, device=device, hop=hop, threshold=threshold,
+                        labels=_label_keys(labels, net.labels) if labels else None)
+    except ValueError as e:
+        fail(str(e), code=EXIT_USAGE)
+    failed = False
+    for source, outcome in zip(recordings, tagger.tag_many(recordings)):
+        try:
+            if isinstance(outcome, TagFailure):
+                raise AudioError(outcome.path, outcome.reason)
+            pictures.draw_recording(tagger, outcome, targets[source], top=top, width=width)
+        except (AudioError, OSError) as e:
+            failed = True
+            _error(str(source), getattr(e, "reason", str(e)))
+            continue
+        print(targets[source], flush=True)
+    return failed
