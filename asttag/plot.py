@@ -40,6 +40,7 @@ __all__ = [
     "draw_evaluation",
     "draw_recording",
     "draw_run",
+    "event_columns",
     "read_run_metrics",
     "require_matplotlib",
     "score_columns",
@@ -177,6 +178,33 @@ def _clock(seconds: float, duration: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if duration >= 3600 else f"{rest // 60}:{rest % 60:02d}"
 
 
+def event_columns(result: TagResult, rows: Sequence[int], *, columns: int) -> np.ndarray:
+    """The events of the labels `rows` as (rows, columns) over the recording: 1 where an event
+    covers part of a column, NaN elsewhere (an event shorter than a column still shows)."""
+    out = np.full((len(rows), columns), np.nan)
+    for row, index in enumerate(rows):
+        spans = np.array([(e.start, e.end) for e in result.events if e.index == index]).reshape(-1, 2)
+        if len(spans):
+            out[row] = score_columns(np.ones((len(spans), 1)), spans[:, 0], spans[:, 1],
+                                     duration=result.duration, columns=columns)[0]
+    return out
+
+
+def _event_colours() -> Any:
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap(["tab:orange"]).with_extremes(bad=(0, 0, 0, 0))
+
+
+# Tick spacings a clock reads easily, in seconds.
+_CLOCK_STEPS = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def _clock_step(duration: float, ticks: int = 8) -> float:
+    """The smallest easy spacing that puts at most `ticks` ticks on `duration` seconds."""
+    return next((step for step in _CLOCK_STEPS if duration / step <= ticks), _CLOCK_STEPS[-1])
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -189,7 +217,7 @@ def draw_recording(tagger: Tagger, result: TagResult, path: str | Path, *,
     spectrogram is computed from the file again with the tagger's feature settings, reduced to
     at most `width` columns as it streams."""
     require_matplotlib()
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
     if top < 1:
         raise ValueError(f"top must be at least 1, got {top}")
@@ -223,25 +251,24 @@ def draw_recording(tagger: Tagger, result: TagResult, path: str | Path, *,
     figure.colorbar(image, cax=figure.add_subplot(grid[1, 1]), label="score")
     heat_axes.set_yticks(range(len(rows)), names, fontsize=8)
 
-    position = {index: row for row, index in enumerate(rows)}
-    for event in result.events:
-        if event.index in position:
-            event_axes.broken_barh([(event.start, event.end - event.start)],
-                                   (position[event.index] - 0.4, 0.8), facecolor="tab:orange",
-                                   edgecolor="black", linewidth=0.5, alpha=0.75)
+    covered = event_columns(result, rows, columns=spectrogram.shape[1])
+    event_axes.imshow(covered, aspect="auto", cmap=_event_colours(), vmin=0, vmax=1,
+                      extent=(0, duration, len(rows) - 0.5, -0.5), interpolation="nearest")
+    for boundary in np.arange(len(rows) - 1) + 0.5:
+        event_axes.axhline(boundary, color="0.9", lw=0.8)
     event_axes.set_xlim(0, duration)
-    event_axes.set_axisbelow(True)
-    event_axes.grid(axis="y", color="0.9")
     event_axes.tick_params(axis="y", labelsize=8)
     event_axes.set_ylabel(f"events (>= {tagger.event_threshold:g})", fontsize=8)
     for axes in (spec_axes, heat_axes):
         axes.tick_params(labelbottom=False)
     unit = "s" if duration < 60 else ("h:mm:ss" if duration >= 3600 else "m:ss")
     event_axes.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _clock(x, duration)))
+    if duration >= 60:
+        event_axes.xaxis.set_major_locator(MultipleLocator(_clock_step(duration)))
     event_axes.set_xlabel(f"time ({unit})")
 
     events = len(result.events)
-    shown = sum(e.index in position for e in result.events)
+    shown = sum(e.index in rows for e in result.events)
     title = (f"{Path(result.path).name}: {_clock(duration, duration)} {unit}, "
              f"{_count(len(result.scores), 'window')}, {_count(events, 'event')}")
     if shown < events:

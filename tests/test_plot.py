@@ -16,6 +16,7 @@ from asttag.audio import load
 from asttag.evaluation import Predictions
 from asttag.features import FeatureConfig, fbank
 from asttag.labels import LabelSet
+from asttag.tagger import Event, TagResult
 
 pytest.importorskip("matplotlib")
 
@@ -74,6 +75,25 @@ def test_score_columns_take_the_highest_window_over_each_column():
     # Fewer columns than windows: every window still counts.
     np.testing.assert_array_equal(plot.score_columns(scores, starts, ends, duration=3.5, columns=1),
                                   [[0.9]])
+
+
+def test_events_cover_their_columns_and_a_short_one_still_shows():
+    def event(start, end, index):
+        return Event(start, end, "x", "x", index, 0.9, 0.8)
+
+    events = [event(0.0, 2.0, 1), event(2.01, 2.02, 1), event(5.0, 10.0, 2)]
+    result = TagResult("x.wav", 10.0, 16000, np.zeros(1), np.ones(1), np.zeros((1, 4)),
+                       np.zeros(4), [], [], events)
+    covered = plot.event_columns(result, [2, 1, 0], columns=10)
+    np.testing.assert_array_equal(np.nan_to_num(covered), [[0] * 5 + [1] * 5,
+                                                            [1, 1, 1] + [0] * 7,
+                                                            [0] * 10])
+
+
+def test_clock_ticks_fall_on_easy_steps():
+    assert plot._clock_step(600) == 120
+    assert plot._clock_step(3 * 3600) == 1800
+    assert plot._clock(5400, 3 * 3600) == "1:30:00" and plot._clock(90, 600) == "1:30"
 
 
 def test_labels_with_events_get_a_row_even_past_the_top(tmp_path):

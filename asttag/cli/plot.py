@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, fail
+from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
 
 _RUN_PICTURE = "metrics.png"
 
@@ -29,10 +28,6 @@ def _destination(source: Path, *, run: bool, output_dir: Optional[Path]) -> Path
     if run:
         return output_dir / f"{source.name}.png" if output_dir else source / _RUN_PICTURE
     return (output_dir / source.name if output_dir else source).with_suffix(".png")
-
-
-def _error(path: str, reason: str) -> None:
-    console.print(f"[bold red]error:[/] {escape(path)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -95,7 +90,8 @@ def plot(
                 pictures.draw_evaluation(load_predictions(source), targets[source])
         except (EvaluationError, pictures.PlotError, OSError) as e:
             failed = True
-            _error(str(source), str(e).removeprefix(f"{source}: "))
+            message = str(e)  # the core's messages name the file already; OSError's may not
+            error(message if message.startswith(f"{source}: ") else f"{source}: {message}")
             continue
         print(targets[source], flush=True)
     if recordings:
@@ -113,8 +109,9 @@ def _draw_recordings(targets: dict[Path, Path], recordings: list[Path], *, model
     from ..checkpoint import CheckpointError
     from ..hub import HubError, load_model
     from ..tagger import TagFailure, Tagger
-    from .tag import _label_keys
+    from .tag import _label_keys, _steady_heap
 
+    _steady_heap()  # a 3-hour recording streams through twice: tagged, then its spectrogram
     try:
         net = load_model(model, device="cpu")
     except (CheckpointError, HubError) as e:
@@ -132,7 +129,7 @@ def _draw_recordings(targets: dict[Path, Path], recordings: list[Path], *, model
             pictures.draw_recording(tagger, outcome, targets[source], top=top, width=width)
         except (AudioError, OSError) as e:
             failed = True
-            _error(str(source), getattr(e, "reason", str(e)))
+            error(f"{source}: {getattr(e, 'reason', e)}")
             continue
         print(targets[source], flush=True)
     return failed
