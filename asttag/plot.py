@@ -290,12 +290,12 @@ class RunMetrics:
 
 def read_run_metrics(run_dir: str | Path) -> list[RunMetrics]:
     """The per-epoch records of a training run, or of each fold of a cross-validation."""
-    from .training import CROSS_VALIDATION_FILE, METRICS_FILE
+    from .training import CROSS_VALIDATION_FILE, METRICS_FILE, fold_directory
 
     run_dir = Path(run_dir)
     if (run_dir / CROSS_VALIDATION_FILE).exists():
         summary = json.loads((run_dir / CROSS_VALIDATION_FILE).read_text("utf-8"))
-        folds = [run_dir / f"fold_{fold}" for fold in summary.get("folds", [])]
+        folds = [fold_directory(run_dir, fold) for fold in summary.get("folds", [])]
     else:
         folds = [run_dir]
     runs = []
