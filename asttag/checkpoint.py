@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,6 +34,8 @@ __all__ = [
     "checkpoint_format",
     "read_tensors",
     "from_official",
+    "official_layout",
+    "AmbiguousLayout",
     "from_transformers",
     "to_transformers",
     "load_state",
@@ -47,6 +50,8 @@ FORMAT_NAME = "asttag"
 FORMAT_VERSION = 1
 # Lengths the published models use, tried in order when a file does not say its own.
 KNOWN_LENGTHS = (1024, 512, 128)
+# The patch strides of the published models (square).
+STANDARD_STRIDES = ((10, 10), (12, 12), (14, 14), (16, 16))
 
 
 class CheckpointError(ValueError):
@@ -246,20 +251,88 @@ def _official_key(key: str) -> str | None:
     return key  # left as it is, so the key check names it as unexpected
 
 
-def _defaults_for(num_classes: int) -> tuple[LabelSet, tuple[float, float], int]:
-    """Labels, normalisation stats and input length of the published model with that head."""
-    if num_classes == 527:
-        return audioset(), AUDIOSET_STATS, 1024
-    if num_classes == 35:
-        return speech_commands(), SPEECH_COMMANDS_STATS, 128
-    if num_classes == 50:
-        return esc50(), ESC50_STATS, 512
-    return LabelSet.generic(num_classes), AUDIOSET_STATS, 1024
+# The head sizes of the published models, and what a head of that size is taken to be when
+# nothing else is said: (label set, what it is called, normalisation mean and std, input length).
+_HEAD_DEFAULTS = {
+    527: (audioset, "AudioSet", AUDIOSET_STATS, 1024),
+    35: (speech_commands, "Speech Commands", SPEECH_COMMANDS_STATS, 128),
+    50: (esc50, "ESC-50", ESC50_STATS, 512),
+}
 
 
 def _stride_from_name(name: str) -> tuple[int, int] | None:
     match = re.search(r"_(\d{2})_(\d{2})_", name)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+class AmbiguousLayout(CheckpointError):
+    """More than one (stride, input length) fits an official file; `candidates` lists them."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _lengths_for(time_patches: int, patch: int, stride: int) -> range:
+    """Every input length (frames) that gives `time_patches` patches along time."""
+    shortest = (time_patches - 1) * stride + patch
+    return range(shortest, shortest + stride)
+
+
+def official_layout(
+    n_patches: int, *, source: str, num_mel_bins: int, patch: tuple[int, int],
+    stride: tuple[int, int] | None, target_length: int | None, preferred_length: int,
+) -> tuple[tuple[int, int], int, list[str]]:
+    """The (stride, input length) of an official file's position grid, and what was inferred.
+
+    Strides: the one given, else the file name's (audioset_12_12_0.4467.pth), else every
+    published one (10, 12, 14, 16). Lengths: the one given, else a published length (1024, 512,
+    128) giving the grid. Exactly one fit is taken; several are refused with the candidates named
+    (`AmbiguousLayout`), so that a model is never rebuilt on a grid it was not trained on.
+    """
+    named = _stride_from_name(Path(source).name)
+    strides = [stride] if stride else [named] if named else list(STANDARD_STRIDES)
+    standard = list(dict.fromkeys([preferred_length, *KNOWN_LENGTHS]))
+    fits: list[tuple[tuple[int, int], range, int | None]] = []
+    for fs, ts in strides:
+        freq = (num_mel_bins - patch[0]) // fs + 1
+        if freq < 1 or n_patches % freq:
+            continue
+        lengths = _lengths_for(n_patches // freq, patch[1], ts)
+        if target_length is not None:
+            if target_length in lengths:
+                fits.append(((fs, ts), lengths, target_length))
+        else:
+            fits.append(((fs, ts), lengths, next((t for t in standard if t in lengths), None)))
+    if not fits:
+        raise CheckpointError(
+            f"{source}: its position grid holds {n_patches} patches, which fits no stride of "
+            f"{', '.join(f'{f}/{t}' for f, t in strides)} at {num_mel_bins} mel bins"
+            + (f" and {target_length} frames" if target_length else "")
+            + "; give the mel bins, stride and input length it was trained with"
+        )
+
+    def described(fit: tuple[tuple[int, int], range, int | None]) -> str:
+        (fs, ts), lengths, length = fit
+        frames = f"{length}" if length else f"any of {lengths[0]}-{lengths[-1]}"
+        return f"stride {fs}/{ts} with {frames} frames"
+
+    if len(fits) > 1 or fits[0][2] is None:
+        candidates = [described(f) for f in fits]
+        raise AmbiguousLayout(
+            f"{source}: {n_patches} patches at {num_mel_bins} mel bins fit more than one stride and "
+            "input length ("
+            + "; ".join(candidates) + "): give the stride and input length it was trained with",
+            candidates,
+        )
+    (chosen_stride, _, length), = fits
+    inferred = []
+    if not stride:
+        inferred.append(f"stride {chosen_stride[0]}/{chosen_stride[1]} "
+                        + ("(from the file name)" if named else "(the only published stride that fits)"))
+    if target_length is None:
+        inferred.append(f"input length {length} frames (the only published length that fits)")
+    return chosen_stride, length, inferred
 
 
 def from_official(
@@ -270,12 +343,16 @@ def from_official(
     target_length: int | None = None,
     num_mel_bins: int = 128,
     labels: LabelSet | None = None,
-    features: FeatureConfig | None = None,
+    mean: float | None = None,
+    std: float | None = None,
+    multi_label: bool | None = None,
 ) -> AST:
-    """Build an AST from an official-format state dict, inferring its architecture.
+    """Build an AST from an official-format state dict, inferring what the file does not hold.
 
-    Stride defaults to the one in the file name (audioset_12_12_0.4467.pth), else 10/10; the
-    input length to the first of 1024, 512, 128 that gives the stored position grid.
+    The layout comes from `official_layout`. Labels, normalisation statistics and single- or
+    multi-label scoring default by head size: 527 classes AudioSet, 50 ESC-50 (single-label), 35
+    Speech Commands (single-label), any other generic names with AudioSet's statistics.
+    Everything inferred is logged as one warning.
     """
     mapped = {}
     for key, value in state.items():
@@ -291,31 +368,50 @@ def from_official(
     hidden = mapped["blocks.0.mlp.fc1.weight"].shape[0] if depth else 4 * dim
     distilled = "dist_token" in mapped
     patch = tuple(mapped["patch_proj.weight"].shape[2:])
-    default_labels, stats, default_length = _defaults_for(num_classes)
-    stride = stride or _stride_from_name(Path(source).name) or (10, 10)
+    known = _HEAD_DEFAULTS.get(num_classes)
+    default_length = known[3] if known else KNOWN_LENGTHS[0]
     n_patches = mapped["pos_embed"].shape[1] - (2 if distilled else 1)
-    base = dict(
-        num_classes=num_classes, num_mel_bins=num_mel_bins, patch_size=patch, stride=tuple(stride),
-        embed_dim=dim, depth=depth, num_heads=max(1, dim // 64), mlp_ratio=hidden / dim,
-        distilled=distilled, norm_eps=1e-6, head_eps=1e-5, preset=None,
+    chosen_stride, length, inferred = official_layout(
+        n_patches, source=source, num_mel_bins=num_mel_bins, patch=patch, stride=stride,
+        target_length=target_length, preferred_length=default_length,
     )
-    lengths = [target_length] if target_length else list(dict.fromkeys([default_length, *KNOWN_LENGTHS]))
-    config = next(
-        (c for c in (ASTConfig(**base, target_length=t) for t in lengths) if c.num_patches == n_patches),
-        None,
+    labels, label_notes = _official_labels(num_classes, labels, mean, std, multi_label)
+    config = ASTConfig(
+        num_classes=num_classes, num_mel_bins=num_mel_bins, patch_size=patch, stride=chosen_stride,
+        target_length=length, embed_dim=dim, depth=depth, num_heads=max(1, dim // 64),
+        mlp_ratio=hidden / dim, distilled=distilled, norm_eps=1e-6, head_eps=1e-5, preset=None,
     )
-    if config is None:
-        raise CheckpointError(
-            f"{source}: pos_embed {tuple(mapped['pos_embed'].shape)} holds {n_patches} patches, which "
-            f"fits no input length of {', '.join(map(str, lengths))} frames at stride {stride[0]}/"
-            f"{stride[1]} and {num_mel_bins} mel bins; give the stride and length it was trained with"
-        )
-    features = features or FeatureConfig(
-        num_mel_bins=num_mel_bins, target_length=config.target_length, mean=stats[0], std=stats[1]
+    default_stats = known[2] if known else AUDIOSET_STATS
+    features = FeatureConfig(
+        num_mel_bins=num_mel_bins, target_length=length,
+        mean=default_stats[0] if mean is None else mean, std=default_stats[1] if std is None else std,
     )
-    model = empty_model(config, features=features, labels=labels or default_labels)
+    if inferred or label_notes:
+        log.warning("%s: %s", source, "; ".join(inferred + label_notes))
+    model = empty_model(config, features=features, labels=labels)
     load_state(model, mapped, source=source)
     return model
+
+
+def _official_labels(num_classes: int, labels: LabelSet | None, mean: float | None,
+                     std: float | None, multi_label: bool | None) -> tuple[LabelSet, list[str]]:
+    """The label set of an official file (see `from_official`) and what was assumed about it."""
+    known = _HEAD_DEFAULTS.get(num_classes)
+    name = known[1] if known else None
+    notes = []
+    if labels is not None and len(labels) != num_classes:
+        raise CheckpointError(f"{len(labels)} labels given for a head of {num_classes} classes")
+    if labels is None:
+        labels = known[0]() if known else LabelSet.generic(num_classes)
+        notes.append(f"{name}'s labels" if name else "generic label names")
+    if mean is None or std is None:
+        notes.append(f"{name or 'AudioSet'}'s normalisation statistics")
+    if multi_label is None:
+        multi_label = known[0]().multi_label if known else True
+        notes.append("multi-label (sigmoid) scores" if multi_label else "single-label (softmax) scores")
+    if notes:
+        notes[0] = f"{num_classes} classes taken as {notes[0]}"
+    return replace(labels, multi_label=multi_label), notes
 
 
 # --------------------------------------------------------------------------- transformers

@@ -8,7 +8,7 @@ import torch
 from asttag import checkpoint
 from asttag.checkpoint import CheckpointError
 from asttag.features import ESC50_STATS, FeatureConfig
-from asttag.labels import LabelSet, audioset
+from asttag.labels import LabelSet, audioset, esc50, read_label_file
 from asttag.model import AST
 from conftest import tiny_config, tiny_model
 
@@ -118,22 +118,83 @@ def test_each_kind_of_bad_key_is_named():
 
     missing = {k: v for k, v in good.items() if "blocks.1.mlp.fc2.bias" not in k}
     with pytest.raises(CheckpointError, match=r"missing keys: blocks\.1\.mlp\.fc2\.bias"):
-        checkpoint.from_official(missing, num_mel_bins=32, target_length=64)
+        checkpoint.from_official(missing, num_mel_bins=32, stride=(10, 10), target_length=64)
 
     extra = {**good, "module.v.blocks.0.attn.extra_scale": torch.ones(1)}
     with pytest.raises(CheckpointError, match=r"unexpected keys: blocks\.0\.attn\.extra_scale"):
-        checkpoint.from_official(extra, num_mel_bins=32, target_length=64)
+        checkpoint.from_official(extra, num_mel_bins=32, stride=(10, 10), target_length=64)
 
     bad = dict(good)
     bad["module.v.blocks.0.attn.qkv.weight"] = torch.zeros(96, 31)
     with pytest.raises(CheckpointError, match=r"blocks\.0\.attn\.qkv\.weight: checkpoint \(96, 31\) vs model \(96, 32\)"):
-        checkpoint.from_official(bad, num_mel_bins=32, target_length=64)
+        checkpoint.from_official(bad, num_mel_bins=32, stride=(10, 10), target_length=64)
 
 
-def test_pos_embed_that_fits_no_input_length_says_so():
+def test_pos_embed_that_fits_no_layout_says_so():
     state = official_state(tiny_model())
-    with pytest.raises(CheckpointError, match=r"pos_embed \(1, 12, 32\) holds 10 patches, which fits no input length of 1024, 512, 128 frames"):
-        checkpoint.from_official(state, num_mel_bins=32, stride=(10, 10))
+    with pytest.raises(CheckpointError, match=r"holds 10 patches, which fits no stride of 10/10 at 48 mel bins; give the mel bins"):
+        checkpoint.from_official(state, num_mel_bins=48, stride=(10, 10))
+
+
+def official_tiny_16_16():
+    """The issue's file: a tiny 16/16 model on 288 frames, 35 classes (8 x 18 = 144 patches)."""
+    return official_state(AST(tiny_config(num_classes=35, num_mel_bins=128, target_length=288,
+                                          stride=(16, 16), depth=1)))
+
+
+def test_a_grid_that_more_than_one_layout_fits_is_refused_with_the_candidates():
+    # 144 patches are also 12 x 12 (10/10 on 128 frames) and 9 x 16 (14/14 on 226-239 frames):
+    # taking the first fit used to rebuild this model as 10/10 on 128 frames, which tags nonsense.
+    with pytest.raises(checkpoint.AmbiguousLayout) as caught:
+        checkpoint.from_official(official_tiny_16_16(), source="mymodel.pth")
+    assert caught.value.candidates == ["stride 10/10 with 128 frames",
+                                       "stride 14/14 with any of 226-239 frames",
+                                       "stride 16/16 with any of 288-303 frames"]
+    # The stride alone leaves 288-303 frames open; a length that is no published one is refused.
+    with pytest.raises(checkpoint.AmbiguousLayout, match="stride 16/16 with any of 288-303 frames"):
+        checkpoint.from_official(official_tiny_16_16(), source="mymodel.pth", stride=(16, 16))
+    loaded = checkpoint.from_official(official_tiny_16_16(), source="mymodel.pth", stride=(16, 16),
+                                      target_length=288)
+    assert loaded.config.grid == (8, 18) and loaded.features.target_length == 288
+
+
+def test_what_was_inferred_is_said(caplog):
+    model = AST(tiny_config(num_classes=527, num_mel_bins=128, target_length=1024, depth=1))
+    with caplog.at_level("WARNING", logger="asttag"):
+        checkpoint.from_official(official_state(model), source="audioset_10_10_0.4593.pth")
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said == ("audioset_10_10_0.4593.pth: stride 10/10 (from the file name); input length "
+                    "1024 frames (the only published length that fits); 527 classes taken as "
+                    "AudioSet's labels; AudioSet's normalisation statistics; multi-label (sigmoid) "
+                    "scores")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="asttag"):
+        checkpoint.from_official(official_state(model), source="x.pth", stride=(10, 10),
+                                 target_length=1024, labels=audioset(), mean=0.0, std=1.0,
+                                 multi_label=True)
+    assert caplog.records == []
+
+
+def test_mel_bins_labels_statistics_and_scoring_can_be_given(tmp_path):
+    fifty = AST(tiny_config(num_classes=50, num_mel_bins=64, target_length=512, depth=1))
+    state = official_state(fifty)
+    with pytest.raises(CheckpointError, match="at 128 mel bins; give the mel bins"):
+        checkpoint.from_official(state, source="esc50_10_10_0.9.pth")
+    names = LabelSet.from_names([f"sound {i}" for i in range(50)])
+    (tmp_path / "labels.csv").write_text(names.to_csv())
+    labels = read_label_file(tmp_path / "labels.csv")
+    loaded = checkpoint.from_official(state, source="esc50_10_10_0.9.pth", num_mel_bins=64,
+                                      labels=labels, mean=-5.0, std=3.0, multi_label=True)
+    assert loaded.config.grid == (5, 50) and loaded.features.num_mel_bins == 64
+    assert loaded.labels.names == names.names and loaded.labels.multi_label
+    assert (loaded.features.mean, loaded.features.std) == (-5.0, 3.0)
+    # By head size alone, 50 classes are ESC-50's, single-label, with ESC-50's statistics.
+    guessed = checkpoint.from_official(state, source="esc50_10_10_0.9.pth", num_mel_bins=64)
+    assert guessed.labels == esc50() and not guessed.labels.multi_label
+    assert (guessed.features.mean, guessed.features.std) == ESC50_STATS
+    with pytest.raises(CheckpointError, match="3 labels given for a head of 50 classes"):
+        checkpoint.from_official(state, source="esc50_10_10_0.9.pth", num_mel_bins=64,
+                                 labels=LabelSet.from_names(["a", "b", "c"]))
 
 
 def test_asttag_round_trip_is_self_describing(tmp_path):
