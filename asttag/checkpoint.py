@@ -403,9 +403,9 @@ def _official_labels(num_classes: int, labels: LabelSet | None, mean: float | No
         raise CheckpointError(f"{len(labels)} labels given for a head of {num_classes} classes")
     if labels is None:
         labels = known[0]() if known else LabelSet.generic(num_classes)
-        notes.append(f"{name}'s labels" if name else "generic label names")
+        notes.append(f"{name} labels" if name else "generic label names")
     if mean is None or std is None:
-        notes.append(f"{name or 'AudioSet'}'s normalisation statistics")
+        notes.append(f"{name or 'AudioSet'} normalisation statistics")
     if multi_label is None:
         multi_label = known[0]().multi_label if known else True
         notes.append("multi-label (sigmoid) scores" if multi_label else "single-label (softmax) scores")

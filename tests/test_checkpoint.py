@@ -165,7 +165,7 @@ def test_what_was_inferred_is_said(caplog):
     (said,) = [r.getMessage() for r in caplog.records]
     assert said == ("audioset_10_10_0.4593.pth: stride 10/10 (from the file name); input length "
                     "1024 frames (the only published length that fits); 527 classes taken as "
-                    "AudioSet's labels; AudioSet's normalisation statistics; multi-label (sigmoid) "
+                    "AudioSet labels; AudioSet normalisation statistics; multi-label (sigmoid) "
                     "scores")
     caplog.clear()
     with caplog.at_level("WARNING", logger="asttag"):

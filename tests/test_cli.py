@@ -70,6 +70,37 @@ def test_convert_official_to_asttag_and_to_transformers(tmp_path):
     torch.testing.assert_close(checkpoint.load(hf)(x), model(x), atol=1e-4, rtol=0)
 
 
+def test_convert_refuses_a_layout_it_would_guess_and_takes_what_the_flags_say(tmp_path):
+    from test_checkpoint import official_tiny_16_16
+
+    source = tmp_path / "mymodel.pth"
+    torch.save(official_tiny_16_16(), source)
+    out = tmp_path / "m.safetensors"
+    refused = runner.invoke(app, ["models", "convert", str(source), str(out)])
+    assert refused.exit_code == 1 and not out.exists()
+    said = " ".join(refused.stderr.split())
+    assert "stride 10/10 with 128 frames; stride 14/14 with any of 226-239 frames" in said
+    assert "pass --stride F T and --target-length N" in said
+    (tmp_path / "words.txt").write_text("".join(f"word {i}\n" for i in range(35)))
+    result = runner.invoke(app, ["models", "convert", str(source), str(out), "--stride", "16", "16",
+                                 "--target-length", "288", "--labels", str(tmp_path / "words.txt"),
+                                 "--mean", "-5", "--std", "3", "--multi-label"])
+    assert result.exit_code == 0, result.output
+    assert "taken as" not in result.stderr  # nothing left to infer
+    converted = checkpoint.load(out)
+    assert converted.config.grid == (8, 18) and converted.labels.names[34] == "word 34"
+    assert converted.labels.multi_label and (converted.features.mean, converted.features.std) == (-5, 3)
+    said = " ".join(runner.invoke(app, ["models", "convert", str(source), str(out), "--force",
+                                        "--stride", "16", "16", "--target-length", "288"]).stderr.split())
+    assert ("35 classes taken as Speech Commands labels; Speech Commands normalisation "
+            "statistics; single-label (softmax) scores") in said
+    hf = tmp_path / "hf"
+    runner.invoke(app, ["models", "convert", str(out), str(hf), "--to", "transformers"])
+    misplaced = runner.invoke(app, ["models", "convert", str(hf), str(tmp_path / "x.safetensors"),
+                                    "--mel-bins", "64"])
+    assert misplaced.exit_code == 2 and "--mel-bins: for official .pth files only" in misplaced.stderr
+
+
 def test_models_list_names_the_published_models():
     result = runner.invoke(app, ["models", "list", "--json"])
     assert result.exit_code == 0

@@ -130,26 +130,57 @@ def convert(
     dst: Path = typer.Argument(..., help="Where to write the converted model."),
     to: TargetFormat = typer.Option(TargetFormat.asttag, "--to", help="Output format."),
     stride: Optional[tuple[int, int]] = typer.Option(
-        None, "--stride", help="Official .pth only: frequency and time stride (default from the file name, else 10 10)."),
+        None, "--stride", help="Official .pth only: frequency and time stride (default: from the "
+                               "file name, else the only published stride that fits)."),
     target_length: Optional[int] = typer.Option(
-        None, "--target-length", help="Official .pth only: input frames (default: inferred)."),
+        None, "--target-length", min=1,
+        help="Official .pth only: input frames (default: the only published length that fits)."),
+    mel_bins: int = typer.Option(128, "--mel-bins", min=1, help="Official .pth only: mel bins."),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="Official .pth only: a label CSV (index,mid,display_name as AudioSet's "
+                               "class_labels_indices.csv) or one name a line (default: by head size)."),
+    mean: Optional[float] = typer.Option(
+        None, "--mean", help="Official .pth only: normalisation mean (default: by head size)."),
+    std: Optional[float] = typer.Option(
+        None, "--std",
+        help="Official .pth only: normalisation std (default: by head size)."),
+    multi_label: Optional[bool] = typer.Option(
+        None, "--multi-label/--single-label",
+        help="Official .pth only: sigmoid or softmax scores (default: single-label for 35 and 50 "
+             "classes, else multi-label)."),
     force: bool = typer.Option(False, "--force", help="Overwrite DST."),
 ) -> None:
     """Convert an official or transformers checkpoint to the asttag format (or back)."""
     from .. import checkpoint, loading
+    from ..labels import read_label_file
 
     if dst.exists() and not force:
         fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
-    options = {k: v for k, v in (("stride", stride), ("target_length", target_length)) if v}
+    given = {"--stride": stride, "--target-length": target_length, "--labels": labels,
+             "--mean": mean, "--std": std, "--multi-label/--single-label": multi_label,
+             "--mel-bins": mel_bins if mel_bins != 128 else None}
     try:
-        if loading.detect_format(src) == "ensemble":
+        kind = loading.detect_format(src)
+        if kind == "ensemble":
             fail(f"{src}: an ensemble bundle; bundles are used as they are, not converted")
-        model = checkpoint.load(src, **options)
+        if kind != "official":
+            named = [flag for flag, value in given.items() if value is not None]
+            if named:
+                fail(f"{', '.join(named)}: for official .pth files only; {src} is not one "
+                     f"({kind} format)", code=EXIT_USAGE)
+            model = checkpoint.load(src)
+        else:
+            label_set = read_label_file(labels) if labels else None
+            model = checkpoint.load(src, stride=stride, target_length=target_length,
+                                    num_mel_bins=mel_bins, labels=label_set, mean=mean, std=std,
+                                    multi_label=multi_label)
         if to is TargetFormat.asttag:
             checkpoint.save(model, dst, extra={**getattr(model, "extra", {}), "converted_from": src})
         else:
             checkpoint.to_transformers(model, dst, overwrite=force)
-    except checkpoint.CheckpointError as e:
+    except checkpoint.AmbiguousLayout as e:
+        fail(f"{e}; pass --stride F T and --target-length N")
+    except (checkpoint.CheckpointError, ValueError) as e:
         fail(str(e))
     console.print(f"wrote {dst} ({to.value}, {model.num_parameters:,} parameters, "
                   f"{len(model.labels)} labels)", highlight=False)
