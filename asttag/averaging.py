@@ -2,7 +2,7 @@
 
 The paper's best single models average the weights of several epochs of one run (AudioSet full:
 epochs 1-5, 0.448 -> 0.459 mAP). Members are chosen from a list, a glob or a training run
-directory (`checkpoints/epoch_NNN.safetensors`, each with {"epoch", "metrics"} in its extra
+directory (`checkpoints/epoch_NNN.safetensors`, see rundir.py; each with {"epoch", "metrics"} in its extra
 metadata), by an epoch window or by the best N on a stored metric.
 """
 
@@ -18,6 +18,7 @@ import torch
 from .atomic import sha256_file
 from .checkpoint import load, load_state, read_metadata, save
 from .model import AST, compatibility_problems
+from .rundir import CHECKPOINT_GLOB, RunDirectory
 
 __all__ = [
     "AveragingError",
@@ -29,10 +30,6 @@ __all__ = [
     "average_checkpoints",
     "write_average",
 ]
-
-# Where a training run directory keeps its per-epoch checkpoints.
-RUN_CHECKPOINTS = "checkpoints"
-RUN_PATTERN = "epoch_*.safetensors"
 
 
 class AveragingError(ValueError):
@@ -69,9 +66,9 @@ def expand_sources(sources: Sequence[str | Path]) -> list[Candidate]:
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            found = sorted((path / RUN_CHECKPOINTS).glob(RUN_PATTERN))
+            found = RunDirectory(path).checkpoints()
             if not found:
-                raise AveragingError(f"{path}: a directory without {RUN_CHECKPOINTS}/{RUN_PATTERN}")
+                raise AveragingError(f"{path}: a directory without {CHECKPOINT_GLOB}")
         elif path.exists():
             found = [path]
         else:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .atomic import atomic_write_text
+from .rundir import RECIPE_FILE, TEACHER_FILE, WINDOW_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -65,8 +66,6 @@ SCORE_DECIMALS = 4
 SAMPLE_RATE = 16000
 LABEL_FILE = "labels.csv"
 MANIFEST_FILE = "manifest.jsonl"
-WINDOW_DIR = "windows"  # in a distillation run: the cut recordings and their teacher scores
-TEACHER_FILE = "teacher.json"  # in a distillation run: which teacher, for resume
 
 
 class DistillError(ValueError):
@@ -310,7 +309,7 @@ def resume_distill(
 ) -> RunResult:
     """Go on with a distillation run after its last completed epoch, with the same teacher."""
     from .recipes import load_recipe
-    from .training import RECIPE_FILE, Runtime, resume
+    from .training import Runtime, resume
 
     run = Path(run_dir)
     if not (run / TEACHER_FILE).exists() or not (run / RECIPE_FILE).exists():

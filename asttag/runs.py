@@ -29,18 +29,9 @@ from .atomic import atomic_write_text
 from .journal import Journal, input_key, run_key
 from .names import display_name
 from .recipes import load_recipe
+from .rundir import CROSS_VALIDATION_FILE, RECIPE_FILE, fold_directory
 from .tagger import TagFailure, Tagger, TagResult
-from .training import (
-    CROSS_VALIDATION_FILE,
-    RECIPE_FILE,
-    CrossValidation,
-    Observer,
-    RunResult,
-    Runtime,
-    cross_validate,
-    fold_directory,
-    resume,
-)
+from .training import CrossValidation, Observer, RunResult, Runtime, cross_validate, resume
 from .writers import StreamOutput, Writer, output_path, write_file
 
 __all__ = [

@@ -41,7 +41,7 @@ from asttag.features import FeatureConfig, convert_input
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
 from asttag.recipes import load_recipe
-from asttag.training import RECIPE_FILE
+from asttag.rundir import RECIPE_FILE
 
 RATE = 16000
 SPEECH, MUSIC, DOG = "Speech", "Music", "Dog"

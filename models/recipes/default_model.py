@@ -447,7 +447,8 @@ def train_student(run: Path, data: Path, *, epochs: int | None, device: str, wor
                   seed: int = 0):
     """Stage 3: train, or go on with a started run (to more epochs when --epochs says so)."""
     from asttag.recipes import load_recipe
-    from asttag.training import RECIPE_FILE, Runtime, resume, train
+    from asttag.rundir import RECIPE_FILE
+    from asttag.training import Runtime, resume, train
 
     runtime = Runtime(device=device, workers=workers, cache=run / "cache")
     out = run / "train"
@@ -588,7 +589,7 @@ def shipped_model(run_dir: Path) -> Path:
     """The model a run yields: the weight average of the recipe's last epochs where it averages
     (validation on a few hundred held-out windows is too noisy to pick one epoch by), else the
     best epoch."""
-    from asttag.training import AVERAGED_FILE, BEST_FILE
+    from asttag.rundir import AVERAGED_FILE, BEST_FILE
 
     averaged = run_dir / AVERAGED_FILE
     return averaged if averaged.exists() else run_dir / BEST_FILE

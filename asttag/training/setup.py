@@ -1,0 +1,79 @@
+"""What a run starts from: the recipe's data and its initial model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import load_state
+from ..datasets import DatasetSplits, load_dataset
+from ..features import FeatureConfig
+from ..hub import load_model
+from ..labels import LabelSet
+from ..model import AST, ASTConfig
+from ..pretrained import audioset_init, imagenet_init
+from ..recipes import Recipe
+from .interface import TrainingError
+
+__all__ = ["AUDIOSET_MODEL", "load_splits", "feature_config", "build_model"]
+
+log = logging.getLogger(__name__)
+
+AUDIOSET_MODEL = "audioset-10-10-0.4593"  # the published model AST-P starts from
+
+
+def load_splits(recipe: Recipe) -> DatasetSplits:
+    """The data set a recipe trains on (its data_dir, dataset layout and reader options)."""
+    if recipe.data_dir is None:
+        raise TrainingError(f"recipe {recipe.name} names no data: pass --data-dir")
+    options = {k: v for k, v in recipe.data.items() if v is not None}
+    if recipe.dataset == "audioset" and Path(recipe.data_dir).suffix.lower() == ".json":
+        # `train` picks the segments CSVs of the folder layout; a manifest is its own train list.
+        options.pop("train", None)
+    splits = load_dataset(recipe.dataset, recipe.data_dir, **options)
+    if not splits.train:
+        raise TrainingError(f"{recipe.data_dir}: the training split is empty")
+    return splits
+
+
+def feature_config(recipe: Recipe) -> FeatureConfig:
+    return FeatureConfig(num_mel_bins=recipe.num_mel_bins, target_length=recipe.target_length,
+                         mean=recipe.norm_mean, std=recipe.norm_std)
+
+
+def build_model(recipe: Recipe, labels: LabelSet) -> AST:
+    """The model a recipe starts from: a head for `labels`, the encoder as `recipe.init` says.
+
+    none: random (seeded by recipe.seed); imagenet: DeiT weights (recipe.imagenet_weights, else
+    a timm download); audioset: the published AudioSet model; anything else: a checkpoint path
+    or model name. Transferred encoders keep their own architecture (size and model overrides
+    apply to none and imagenet only); a checkpoint with this very label set and input keeps its
+    head too, so a run can go on from another.
+    """
+    features = feature_config(recipe)
+    torch.manual_seed(recipe.seed)
+    if recipe.init in ("none", "imagenet"):
+        config = ASTConfig.from_preset(
+            recipe.size,
+            **{"num_classes": len(labels), "num_mel_bins": recipe.num_mel_bins,
+               "target_length": recipe.target_length, "stride": recipe.stride, **recipe.model},
+        )
+        if recipe.init == "none":
+            return AST(config, features=features, labels=labels)
+        return imagenet_init(config, weights=recipe.imagenet_weights, features=features, labels=labels)
+    source = load_model(AUDIOSET_MODEL if recipe.init == "audioset" else recipe.init, device="cpu")
+    if not isinstance(source, AST):
+        raise TrainingError(f"{recipe.init}: an ensemble bundle has no one encoder to start from; "
+                            "give one model")
+    if recipe.model:
+        log.warning("recipe %s: model overrides are ignored: the architecture comes from %s",
+                    recipe.name, recipe.init)
+    config = source.config.replace(num_classes=len(labels), num_mel_bins=recipe.num_mel_bins,
+                                   target_length=recipe.target_length, stride=recipe.stride)
+    if source.config == config and source.labels == labels:
+        model = AST(config, features=features, labels=labels)
+        load_state(model, source.state_dict(), source=recipe.init)
+        return model
+    return audioset_init(source, config, labels=labels, features=features)
