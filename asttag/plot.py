@@ -290,7 +290,7 @@ class RunMetrics:
 
 def read_run_metrics(run_dir: str | Path) -> list[RunMetrics]:
     """The per-epoch records of a training run, or of each fold of a cross-validation."""
-    from .training import CROSS_VALIDATION_FILE, METRICS_FILE, fold_directory
+    from .rundir import CROSS_VALIDATION_FILE, METRICS_FILE, fold_directory
 
     run_dir = Path(run_dir)
     if (run_dir / CROSS_VALIDATION_FILE).exists():
