@@ -1,4 +1,8 @@
-"""Audio input: decode with soundfile, mix to mono, resample with torchaudio.
+"""Audio input: decode (libsndfile, else FFmpeg through PyAV), mix to mono, resample.
+
+libsndfile (soundfile) is the fast path for the formats it reads; FFmpeg (PyAV) takes every other
+container, video files included (their first audio stream). Both are read in bounded chunks, so
+memory does not depend on a file's length, its channel count or its sample rate.
 
 Every failure is an `AudioError` whose message starts with the file's name and says why, so a
 caller can report it and go on with the next file.
@@ -6,35 +10,62 @@ caller can report it and go on with the next file.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
+    "AUDIO_SUFFIXES",
+    "FFMPEG_SUFFIXES",
+    "MAX_AMPLITUDE",
+    "SOUNDFILE_SUFFIXES",
     "AudioError",
     "AudioInfo",
-    "info",
-    "load",
-    "iter_blocks",
-    "to_mono",
-    "resample",
-    "check_finite",
-    "AUDIO_SUFFIXES",
+    "check_samples",
     "find_audio",
+    "info",
+    "iter_blocks",
+    "load",
+    "resample",
+    "to_mono",
 ]
 
-# File name endings taken when a directory is given: what libsndfile decodes.
-AUDIO_SUFFIXES = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .voc".split()
-)
+# File name endings taken when a directory is given: what libsndfile decodes ...
+SOUNDFILE_SUFFIXES = frozenset([
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+    ".snd", ".caf", ".w64", ".rf64", ".voc",
+])  # fmt: skip
+# ... and the audio and video containers FFmpeg decodes that libsndfile does not.
+FFMPEG_SUFFIXES = frozenset([
+    ".m4a", ".m4b", ".aac", ".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mkv", ".mka", ".webm",
+    ".wma", ".wmv", ".asf", ".amr", ".ac3", ".eac3", ".dts", ".mp2", ".ape", ".wv", ".tta", ".mpc",
+    ".spx", ".avi", ".flv", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob", ".ogv",
+])  # fmt: skip
+AUDIO_SUFFIXES = SOUNDFILE_SUFFIXES | FFMPEG_SUFFIXES
+
+# Samples (all channels together) decoded at a time: bounds memory whatever the channel count.
+_CHUNK_SAMPLES = 1 << 21
+# Source samples resampled at a time at most (a block is otherwise `block_seconds` long).
+_BLOCK_SAMPLES = 1 << 23
+# Sample rates asttag takes; beyond a MHz a header is more likely broken than audio.
+_MAX_RATE = 1_000_000
+# Float audio lives in -1..1; far beyond it the log-mel overflows (1e30 gave NaN scores), and
+# no recording is 60 dB over full scale, so such a file is refused rather than guessed at.
+MAX_AMPLITUDE = 1000.0
 
 
 class AudioError(Exception):
-    """A file that cannot be used as audio: unreadable, corrupt, empty or holding NaN/Inf."""
+    """A file that cannot be used as audio: unreadable, corrupt, empty or holding bad samples."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
@@ -47,11 +78,87 @@ class AudioInfo:
     path: str
     sample_rate: int
     channels: int
-    frames: int
+    frames: int  # from the header; an estimate for FFmpeg's containers, 0 when it has none
+    decoder: str = "soundfile"  # or "ffmpeg"
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+
+# --- opening a file ---------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> None:
+    """The reasons a path is no audio file that the file system can tell."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise AudioError(path, "no such file") from None
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read file ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        try:
+            os.scandir(path).close()
+        except PermissionError:
+            raise AudioError(path, "permission denied (a directory that cannot be read)") from None
+        raise AudioError(path, "is a directory, not an audio file")
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except OSError as e:
+        raise AudioError(path, f"cannot read file ({e.strerror or e})") from None
+    if empty:
+        raise AudioError(path, "empty file (0 bytes)")
+
+
+def _check_rate(path: Path, rate: int) -> None:
+    if not 1 <= rate <= _MAX_RATE:
+        raise AudioError(path, f"unsupported sample rate {rate} Hz (asttag reads 1 Hz to 1 MHz)")
+
+
+class _SoundfileReader:
+    """A file libsndfile opens, read in chunks of (channels, n) float32."""
+
+    def __init__(self, path: Path) -> None:
+        import soundfile as sf
+
+        self.path = path
+        # Bytes, so that names that are not valid UTF-8 open too.
+        self._file = sf.SoundFile(os.fsencode(path))
+        self.sample_rate, self.channels = int(self._file.samplerate), int(self._file.channels)
+        frames = self._file.frames
+        # soundfile reports unknown lengths as huge numbers
+        self.frames = int(frames) if 0 <= frames < 2**62 else 0
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        import soundfile as sf
+
+        step = max(1, _CHUNK_SAMPLES // self.channels)
+        while True:
+            try:
+                data = self._file.read(step, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(self.path, f"{_soundfile_reason(e)} after {self._where()}") from None
+            if len(data):
+                yield data.T
+            if len(data) < step:
+                return
+
+    def _where(self) -> str:
+        # libsndfile's position is where its decoder stopped, finer than the chunks read.
+        try:
+            at = self._file.tell()
+        except Exception:  # noqa: BLE001 - a decoder that lost sync may not say where it is
+            return "an unknown position"
+        return f"{at / self.sample_rate:.3f} s"
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _soundfile_reason(error: Exception) -> str:
@@ -62,60 +169,180 @@ def _soundfile_reason(error: Exception) -> str:
     return f"cannot decode audio ({text})" if text else "cannot decode audio"
 
 
-def info(path: str | Path) -> AudioInfo:
-    """Sample rate, channels and length of a file, without decoding it."""
+@contextlib.contextmanager
+def _ffmpeg_errors(path: Path, *, after: float | None = None) -> Iterator[None]:
+    """FFmpeg's failures as `AudioError`s with FFmpeg's own reason (it says why in its log)."""
+    import av
+    import av.logging
+
+    with av.logging.Capture() as logs:
+        try:
+            yield
+        except av.FFmpegError as e:
+            logged = [log[2].strip() for log in logs if log[2].strip()]
+            reason = logged[-1] if logged else e.strerror or str(e)
+            where = "" if after is None else f" after {after:.3f} s"
+            raise AudioError(path, f"cannot decode audio ({reason}){where}") from None
+
+
+class _FFmpegReader:
+    """The first audio stream of any container FFmpeg opens, in chunks of (channels, n) float32."""
+
+    def __init__(self, path: Path) -> None:
+        import av
+        import av.logging
+
+        self.path = path
+        # FFmpeg's reasons, for `_ffmpeg_errors`, every time (not only the first time seen).
+        av.logging.set_level(av.logging.ERROR)
+        av.logging.set_skip_repeated(False)
+        # A Python file object, so that names that are not valid UTF-8 open too.
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._container = None
+        try:
+            with _ffmpeg_errors(path):
+                self._container = av.open(self._handle, mode="r", metadata_errors="ignore")
+                if not self._container.streams.audio:
+                    raise AudioError(path, "no audio stream in the file")
+                stream = self._container.streams.audio[0]
+                self._frames = self._container.decode(stream)
+                self._resampler: av.AudioResampler | None = av.AudioResampler(format="fltp")
+                # The first frame's rate is the true one (HE-AAC doubles the header's).
+                self._pending = self._next_arrays()
+        except BaseException:
+            self.close()
+            raise
+        if not self._pending:
+            self.close()
+            raise AudioError(path, "no audio samples (zero length)")
+        self.sample_rate = self._rate
+        self.channels = int(self._pending[0].shape[0])
+        seconds = (float(stream.duration * stream.time_base)
+                   if stream.duration and stream.time_base else
+                   self._container.duration / 1e6 if self._container.duration else 0.0)
+        self.frames = round(seconds * self.sample_rate)
+
+    def _next_arrays(self) -> list[np.ndarray]:
+        """The next decoded frame as arrays; an empty list at the end of the stream."""
+        if self._resampler is None:
+            return []
+        for frame in self._frames:
+            out = self._resampler.resample(frame)
+            if out:
+                self._rate = int(out[0].sample_rate)
+                return [f.to_ndarray() for f in out]
+        last, self._resampler = self._resampler.resample(None), None
+        return [f.to_ndarray() for f in last]
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        step = max(1, _CHUNK_SAMPLES // self.channels)
+        parts, held, decoded = self._pending, sum(a.shape[1] for a in self._pending), 0
+        while parts:
+            with _ffmpeg_errors(self.path, after=(decoded + held) / self.sample_rate):
+                more = self._next_arrays()
+            if held >= step or not more:
+                yield np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+                decoded, parts, held = decoded + held, [], 0
+            parts += more
+            held += sum(a.shape[1] for a in more)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._handle.close()
+
+
+def _open(path: str | Path) -> _SoundfileReader | _FFmpegReader:
+    """A reader for the file: libsndfile when it opens it, FFmpeg otherwise."""
     import soundfile as sf
 
     path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "no such file")
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+    _check_file(path)
     try:
-        meta = sf.info(str(path))
+        reader: _SoundfileReader | _FFmpegReader = _SoundfileReader(path)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(path, _soundfile_reason(e)) from None
-    except OSError as e:
-        raise AudioError(path, f"cannot read file ({e.strerror or e})") from None
-    frames = meta.frames
-    if frames <= 0 or frames >= 2**62:  # soundfile reports unknown lengths as huge numbers
+        soundfile_error = AudioError(path, _soundfile_reason(e))
+        try:
+            reader = _FFmpegReader(path)
+        except AudioError:
+            # Both failed: the reason of the decoder the name says the file is for.
+            if path.suffix.lower() in SOUNDFILE_SUFFIXES:
+                raise soundfile_error from None
+            raise
+    try:
+        _check_rate(path, reader.sample_rate)
+    except AudioError:
+        reader.close()
+        raise
+    return reader
+
+
+def info(path: str | Path) -> AudioInfo:
+    """Sample rate, channels and length of a file, without decoding it (FFmpeg: its first frame)."""
+    reader = _open(path)
+    reader.close()
+    if reader.frames <= 0 and isinstance(reader, _SoundfileReader):
         raise AudioError(path, "no audio samples (zero length)")
-    return AudioInfo(str(path), int(meta.samplerate), int(meta.channels), int(frames))
+    decoder = "soundfile" if isinstance(reader, _SoundfileReader) else "ffmpeg"
+    return AudioInfo(str(path), reader.sample_rate, reader.channels, reader.frames, decoder)
 
 
-def check_finite(
+# --- samples -----------------------------------------------------------------------------------
+
+
+def check_samples(
     path: str | Path, samples: np.ndarray, *, offset: int = 0, sample_rate: int | None = None
 ) -> None:
-    """Fail on NaN/Inf; with `sample_rate`, say where the first one is (`offset`: samples before)."""
-    finite = np.isfinite(samples)
-    if finite.all():
-        return
-    where = ""
-    if sample_rate:
-        first = int(np.argmin(finite.all(axis=1) if finite.ndim == 2 else finite))
-        where = f" (first at {(offset + first) / sample_rate:.3f} s)"
-    raise AudioError(path, f"audio contains NaN or infinite samples{where}")
+    """Fail on NaN/Inf and on magnitudes over `MAX_AMPLITUDE`; with `sample_rate`, say where.
+
+    `samples` is (channels, n) or (n,); `offset` is the number of samples before them.
+    """
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        raise AudioError(path, "audio contains NaN or infinite samples"
+                               f"{_first(bad, offset, sample_rate, ' (first at {} s)')}")
+    bad = np.abs(samples) > MAX_AMPLITUDE
+    if bad.any():
+        peak = float(np.abs(samples).max())
+        raise AudioError(path, f"audio samples out of range (peak {peak:.3g}"
+                               f"{_first(bad, offset, sample_rate, ', first at {} s')}; audio is "
+                               f"expected within -1 and 1, asttag takes up to {MAX_AMPLITUDE:g})")
+
+
+def _first(bad: np.ndarray, offset: int, sample_rate: int | None, template: str) -> str:
+    """Where the first bad sample is, in `template`; nothing without a sample rate."""
+    if not sample_rate:
+        return ""
+    first = int(np.argmax(bad.any(axis=0) if bad.ndim == 2 else bad))
+    return template.format(f"{(offset + first) / sample_rate:.3f}")
+
+
+def _mono_chunks(reader: _SoundfileReader | _FFmpegReader) -> Iterator[torch.Tensor]:
+    """The reader's audio as checked mono float32 chunks."""
+    import torch
+
+    done = 0
+    for chunk in reader.chunks():
+        check_samples(reader.path, chunk, offset=done, sample_rate=reader.sample_rate)
+        done += chunk.shape[1]
+        yield to_mono(torch.from_numpy(np.ascontiguousarray(chunk)))
 
 
 def load(path: str | Path, *, sample_rate: int | None = 16000) -> torch.Tensor:
     """The whole file as a mono float32 tensor (samples,), resampled to `sample_rate`.
 
-    For short clips; long recordings go through the tagger's block reader instead.
+    For short clips; long recordings go through `iter_blocks` instead.
     """
-    import soundfile as sf
+    import torch
 
-    meta = info(path)
+    reader = _open(path)
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, _soundfile_reason(e)) from None
-    if data.shape[0] == 0:
+        parts = list(_mono_chunks(reader))
+    finally:
+        reader.close()
+    if not parts:
         raise AudioError(path, "no audio samples (zero length)")
-    check_finite(path, data)
-    wave = to_mono(torch.from_numpy(data.T.copy()))
-    return resample(wave, rate, sample_rate or meta.sample_rate)
+    return resample(torch.cat(parts), reader.sample_rate, sample_rate or reader.sample_rate)
 
 
 def to_mono(wave: torch.Tensor) -> torch.Tensor:
@@ -127,21 +354,79 @@ def to_mono(wave: torch.Tensor) -> torch.Tensor:
     return wave.mean(dim=0) if wave.shape[0] > 1 else wave[0]
 
 
+# --- resampling --------------------------------------------------------------------------------
+
+# The windowed sinc both resamplers use: torchaudio's defaults (Hann window, 6 zero crossings
+# of the lower rate, cut-off at 99% of its Nyquist frequency).
+_ZERO_CROSSINGS = 6
+_ROLLOFF = 0.99
+# torchaudio builds one kernel row per output phase (new / gcd rows of about orig / gcd taps):
+# tiny for the usual rates, gigabytes when the rates share no factor (16001 -> 16000 Hz). Past
+# this many kernel taps the bounded resampler below takes over.
+_TORCHAUDIO_MAX_TAPS = 1 << 20
+# Output samples the bounded resampler computes at once.
+_SINC_CHUNK = 4096
+
+
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited resampling (torchaudio); a no-op when the rates agree."""
+    """Band-limited resampling along the last axis; a no-op when the rates agree.
+
+    torchaudio's polyphase resampler where its kernel is small; for rates that share no useful
+    factor (16001 Hz, 11127 Hz, 44101 Hz) the same windowed sinc by `_sinc_resample`, whose
+    memory grows with the rates, not with their lack of common factors.
+    """
     if orig_rate == new_rate:
         return wave
-    import torchaudio.functional as F
+    shared = math.gcd(orig_rate, new_rate)
+    up, down = new_rate // shared, orig_rate // shared
+    width = math.ceil(_ZERO_CROSSINGS * down / (min(up, down) * _ROLLOFF))
+    if up * (down + 2 * width) <= _TORCHAUDIO_MAX_TAPS:
+        import torchaudio.functional as F
 
-    return F.resample(wave, orig_rate, new_rate)
+        return F.resample(wave, orig_rate, new_rate)
+    return _sinc_resample(wave, orig_rate, new_rate)
+
+
+def _sinc_resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """torchaudio's windowed sinc, with the taps gathered per output sample instead of by a
+    convolution per phase.
+
+    Output sample k sits at input position k * orig_rate / new_rate, and the output has
+    ceil(n * new_rate / orig_rate) samples, as torchaudio's; audio outside the input is zero.
+    Output k uses the kernel of output k + new_rate / gcd, so one period of kernels is built
+    (at most new_rate rows) and indexed.
+    """
+    import torch
+
+    shape, n = wave.shape[:-1], wave.shape[-1]
+    flat = wave.reshape(-1, n)
+    shared = math.gcd(orig_rate, new_rate)
+    up, down = new_rate // shared, orig_rate // shared
+    count = math.ceil(n * new_rate / orig_rate)
+    lower = min(orig_rate, new_rate) * _ROLLOFF
+    pad = math.ceil(_ZERO_CROSSINGS * orig_rate / lower) + 1  # kernel reach, in input samples
+    taps = torch.arange(-pad, pad + 1, dtype=torch.int64)
+    # Row j: output j's taps; its position lies (j * down mod up) / up after an input sample.
+    phase = torch.arange(min(up, count), dtype=torch.int64) * down % up
+    t = (taps[None, :] - phase[:, None].double() / up) * (lower / orig_rate)  # in lower periods
+    t = t.clamp(-_ZERO_CROSSINGS, _ZERO_CROSSINGS)
+    window = torch.cos(t * (math.pi / (2 * _ZERO_CROSSINGS))) ** 2
+    kernels = (torch.sinc(t) * window * (lower / orig_rate)).to(flat.dtype)
+    padded = torch.nn.functional.pad(flat, (pad, pad + 1))
+    out = flat.new_empty(flat.shape[0], count)
+    for first in range(0, count, _SINC_CHUNK):
+        k = torch.arange(first, min(first + _SINC_CHUNK, count), dtype=torch.int64)
+        at = (k * down // up)[:, None] + taps + pad  # taps' indices in `padded`
+        out[:, first : first + len(k)] = (padded[:, at] * kernels[k % up]).sum(-1)
+    return out.reshape(*shape, count)
 
 
 def _resample_margin(orig_rate: int, new_rate: int, step: int) -> int:
     """Source samples of context that make block-wise resampling equal whole-file resampling.
 
-    torchaudio's sinc kernel reaches 6 zero crossings (of the lower rate) plus one phase step on
-    each side; 64 periods is a wide margin, rounded up to whole phase steps so every block starts
-    on a sample both rates share.
+    The sinc kernel reaches 6 zero crossings (of the lower rate) plus one phase step on each
+    side; 64 periods is a wide margin, rounded up to whole phase steps so every block starts on a
+    sample both rates share.
     """
     periods = math.ceil(64 * orig_rate / min(orig_rate, new_rate)) + step
     return math.ceil(periods / step) * step
@@ -156,71 +441,86 @@ def iter_blocks(
     resampling: each block is resampled with enough audio on both sides that its edges do not
     show; at the model's rate they are bit-identical). Memory depends on `block_seconds`,
     not on the file's length. Raises `AudioError` (possibly after some blocks were yielded) for
-    unreadable, corrupt or non-finite audio.
+    unreadable, corrupt or out-of-range audio.
     """
-    import soundfile as sf
+    import torch
 
-    meta = info(path)
-    rate = meta.sample_rate
-    shared = math.gcd(rate, sample_rate)
-    step = rate // shared  # source samples between instants both rates sample
-    margin = 0 if rate == sample_rate else _resample_margin(rate, sample_rate, step)
-    block = max(1, round(block_seconds * rate / step)) * step
-    buffer = torch.zeros(0)  # mono source audio from absolute sample `buffer_start` on
-    buffer_start = emitted = 0  # both stay multiples of `step`, except `emitted` at the end
+    reader = _open(path)
     try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(path, _soundfile_reason(e)) from None
-    with f:
+        rate = reader.sample_rate
+        shared = math.gcd(rate, sample_rate)
+        step = rate // shared  # source samples between instants both rates sample
+        margin = 0 if rate == sample_rate else _resample_margin(rate, sample_rate, step)
+        block = max(1, min(round(block_seconds * rate), _BLOCK_SAMPLES) // step) * step
+        buffer = torch.zeros(0)  # mono source audio from absolute sample `buffer_start` on
+        buffer_start = emitted = 0  # both stay multiples of `step`, except `emitted` at the end
+        chunks = _mono_chunks(reader)
         at_end = False
         while not at_end:
-            try:
-                data = f.read(block, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as e:
-                raise AudioError(path, f"{_soundfile_reason(e)} after {emitted / rate:.3f} s") from None
-            at_end = data.shape[0] < block
-            check_finite(path, data, offset=buffer_start + buffer.numel(), sample_rate=rate)
-            buffer = torch.cat([buffer, to_mono(torch.from_numpy(data.T.copy()))])
+            parts, held = [buffer], buffer.numel()
+            while held < emitted - buffer_start + block + margin and not at_end:
+                chunk = next(chunks, None)
+                at_end = chunk is None
+                if chunk is not None:
+                    parts.append(chunk)
+                    held += chunk.numel()
+            buffer = torch.cat(parts)
             end = buffer_start + buffer.numel()
             # Emit up to an instant both rates share that still has `margin` samples after it.
-            stop = end if at_end else (end - margin) // step * step
+            stop = end if at_end else min(emitted + block, (end - margin) // step * step)
             if stop > emitted:
                 left = min(margin, emitted - buffer_start)
-                out = resample(buffer[emitted - buffer_start - left :], rate, sample_rate)
+                out = resample(buffer[emitted - buffer_start - left : stop - buffer_start + margin],
+                               rate, sample_rate)
                 skip = left // step * (sample_rate // shared)
                 keep = math.ceil((stop - emitted) * sample_rate / rate)
                 yield out[skip : skip + keep].clone()
                 emitted = stop
             drop = max(0, emitted - margin - buffer_start)
             buffer, buffer_start = buffer[drop:], buffer_start + drop
+    finally:
+        reader.close()
     if emitted == 0:
         raise AudioError(path, "no audio samples (zero length)")
 
 
-def _directory_audio(directory: Path, *, recursive: bool) -> list[Path]:
-    entries = directory.rglob("*") if recursive else directory.iterdir()
-    return sorted(p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+# --- finding the inputs ------------------------------------------------------------------------
+
+
+def _directory_audio(directory: str, *, recursive: bool) -> list[str]:
+    """Audio files in a directory, sorted; a sub-directory that cannot be read is kept as an
+    input of its own, so that tagging it says "permission denied" instead of skipping it."""
+    found: list[str] = []
+
+    def unreadable(error: OSError) -> None:
+        found.append(str(error.filename))
+
+    for parent, dirs, files in os.walk(directory, onerror=unreadable):
+        found += [os.path.join(parent, name) for name in files
+                  if Path(name).suffix.lower() in AUDIO_SUFFIXES
+                  and os.path.isfile(os.path.join(parent, name))]
+        if not recursive:
+            dirs.clear()
+    return [str(p) for p in sorted(Path(f) for f in found)]
 
 
 def find_audio(specs: list[str], *, recursive: bool = False) -> list[str]:
     """Expand files, directories (audio files inside, sorted) and glob patterns, in order.
 
-    A name that matches nothing is kept as it is, so that tagging it reports why it failed;
-    a file listed twice is kept once.
+    A name that matches nothing is kept as it is, so that tagging it reports why it failed; so is
+    a directory named like an audio file (`x.wav/`); a file listed twice is kept once. Names
+    that are not valid UTF-8 travel as Python does them (surrogate escapes).
     """
     import glob
 
     found: list[str] = []
     for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found.extend(str(p) for p in _directory_audio(path, recursive=recursive))
-        elif not path.exists() and glob.has_magic(spec):
+        if os.path.isdir(spec) and Path(spec).suffix.lower() not in AUDIO_SUFFIXES:
+            found.extend(_directory_audio(spec, recursive=recursive))
+        elif not os.path.lexists(spec) and glob.has_magic(spec):
             for match in sorted(glob.glob(spec, recursive=recursive)) or [spec]:
-                match_path = Path(match)
-                if match_path.is_dir():
-                    found.extend(str(p) for p in _directory_audio(match_path, recursive=recursive))
+                if os.path.isdir(match):
+                    found.extend(_directory_audio(match, recursive=recursive))
                 else:
                     found.append(match)
         else:

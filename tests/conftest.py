@@ -64,3 +64,37 @@ def recipe_script(name: str):
     finally:
         sys.path.remove(str(folder))
         del sys.modules[name]
+
+
+def write_with_pyav(path: Path, samples: np.ndarray, rate: int, codec: str, *,
+                    video: bool = False) -> Path:
+    """Encode (channels, n) audio with FFmpeg through PyAV: float32 samples, or int16 ones that
+    a lossless codec keeps exactly. `video` adds a small black video stream."""
+    import fractions
+
+    import av
+
+    channels = samples.shape[0]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.layout = "stereo" if channels == 2 else "mono"
+        if video:  # every stream exists before the first packet is written
+            picture = container.add_stream("mpeg4", rate=10)
+            picture.width = picture.height = 32
+            picture.pix_fmt = "yuv420p"
+            black = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for _ in range(int(samples.shape[1] / rate * 10)):
+                container.mux(picture.encode(black))
+            container.mux(picture.encode())
+        for at in range(0, samples.shape[1], 1024):
+            part = np.ascontiguousarray(samples[:, at : at + 1024])
+            if part.dtype == np.int16:  # packed: the channels interleaved in one plane
+                frame = av.AudioFrame.from_ndarray(part.T.reshape(1, -1), format="s16",
+                                                   layout=stream.layout.name)
+            else:
+                frame = av.AudioFrame.from_ndarray(part.astype(np.float32), format="fltp",
+                                                   layout=stream.layout.name)
+            frame.sample_rate, frame.pts, frame.time_base = rate, at, fractions.Fraction(1, rate)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
