@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,6 +42,7 @@ __all__ = [
     "to_transformers",
     "load_state",
     "model_from_description",
+    "check_description",
     "description_metadata",
     "empty_model",
 ]
@@ -106,7 +109,10 @@ def checked_header(path: Path, *, format_name: str, max_version: int, what: str)
     raw = safetensors_header(path)
     if raw.get("format") != format_name:
         raise CheckpointError(f"{path}: not {what}")
-    version = int(raw.get("format_version", "0"))
+    text = raw.get("format_version", "0")
+    if not text.isdigit():
+        raise CheckpointError(f"{path}: format_version {text!r} is not a whole number")
+    version = int(text)
     if version > max_version:
         raise CheckpointError(
             f"{path}: {what} written by a newer asttag (format {version}); upgrade asttag to read it"
@@ -120,7 +126,7 @@ def read_metadata(path: str | Path) -> dict:
     raw = checked_header(path, format_name=FORMAT_NAME, max_version=FORMAT_VERSION,
                          what="an asttag checkpoint")
     try:
-        return {
+        meta = {
             "asttag_version": raw.get("asttag_version"),
             "config": json.loads(raw["config"]),
             "features": json.loads(raw["features"]),
@@ -129,10 +135,91 @@ def read_metadata(path: str | Path) -> dict:
         }
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: damaged asttag metadata ({e})") from None
+    check_description(meta, source=str(path))
+    return meta
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "not a whole number"
+        if value < low:
+            return f"must be at least {low}"
+        if high is not None and value > high:
+            return f"must be at most {high}"
+        return None
+    return check
+
+
+def _number(*, positive: bool) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "not a number"
+        if not math.isfinite(value):
+            return "not a finite number"
+        return "must be positive" if positive and value <= 0 else None
+    return check
+
+
+def _pair(value: object) -> str | None:
+    if not isinstance(value, list) or len(value) != 2:
+        return "not a pair of whole numbers"
+    return next(filter(None, map(_whole(1), value)), None)
+
+
+def _flag(value: object) -> str | None:
+    return None if isinstance(value, bool) else "not true or false"
+
+
+def _text_list(value: object) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return None if ok else "not a list of strings"
+
+
+def _optional_text(value: object) -> str | None:
+    return None if value is None or isinstance(value, str) else "not a string"
+
+
+_count, _positive = _whole(1), _number(positive=True)
+# What a stored description may hold, field by field. A checkpoint is input from anywhere, and
+# a wrong value is named here before anything is built from it: heads 0 divided by zero, a
+# sample rate of 0 further on, and depth 1e9 built blocks for minutes. Sizes that the tensors
+# fix are also checked against them by `load_state`; depth is bounded here because the blocks
+# are built before that check.
+_DESCRIPTION_RULES: dict[str, dict[str, Callable[[object], str | None]]] = {
+    "config": {
+        "num_classes": _count, "num_mel_bins": _count, "target_length": _count,
+        "patch_size": _pair, "stride": _pair, "embed_dim": _count, "depth": _whole(0, 1000),
+        "num_heads": _count, "mlp_ratio": _positive, "distilled": _flag, "norm_eps": _positive,
+        "head_eps": _positive, "preset": _optional_text,
+    },
+    "features": {
+        "sample_rate": _count, "num_mel_bins": _count, "target_length": _count,
+        "frame_length_ms": _positive, "frame_shift_ms": _positive,
+        "mean": _number(positive=False), "std": _positive,
+    },
+    "labels": {"names": _text_list, "ids": _text_list, "multi_label": _flag},
+}
+
+
+def check_description(description: dict, *, source: str) -> None:
+    """Refuse a stored description with a wrong field, naming the file and the field."""
+    for section, rules in _DESCRIPTION_RULES.items():
+        data = description.get(section)
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: {section}: not a JSON object")
+        for name, rule in rules.items():
+            if name in data and (problem := rule(data[name])) is not None:
+                raise CheckpointError(f"{source}: {section}.{name} = {json.dumps(data[name])}: "
+                                      f"{problem}")
 
 
 def model_from_description(description: dict, *, source: str) -> AST:
-    """An empty AST (see `empty_model`) from stored config, features and labels dictionaries."""
+    """An empty AST (see `empty_model`) from stored config, features and labels dictionaries.
+
+    Every field is checked first (`check_description`).
+    """
+    check_description(description, source=source)
     try:
         return empty_model(
             ASTConfig.from_dict(description["config"]),
@@ -210,6 +297,10 @@ def load_state(model: AST, state: dict[str, torch.Tensor], *, source: str) -> No
             problems.append(f"{title}: {shown}")
     if problems:
         raise CheckpointError(f"{source}: does not fit the model. " + " | ".join(problems))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # Such a model scores NaN for every input: refuse it here, once, by name.
+            raise CheckpointError(f"{source}: weights {key} hold NaN or infinite values")
     if any(p.is_meta for p in model.parameters()):
         # A shell from `empty_model`: take copies of the loaded tensors as the parameters (in
         # the model's dtype, so fp16-stored weights compute in fp32). Copies, because
@@ -535,7 +626,7 @@ def from_transformers(
             head_eps=eps,
             preset=None,
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         raise CheckpointError(f"{source}: config.json is not an AST config ({e})") from None
     if config.get("hidden_act", "gelu") != "gelu":
         raise CheckpointError(f"{source}: hidden_act {config['hidden_act']!r} is not supported (gelu only)")
@@ -547,7 +638,10 @@ def from_transformers(
         mean=float(pre.get("mean", AUDIOSET_STATS[0])),
         std=float(pre.get("std", AUDIOSET_STATS[1])),
     )
-    model = empty_model(ast_config, features=features, labels=_labels_from_hf(config, num_classes))
+    labels = _labels_from_hf(config, num_classes)
+    check_description({"config": ast_config.to_dict(), "features": features.to_dict(),
+                       "labels": labels.to_dict()}, source=source)
+    model = empty_model(ast_config, features=features, labels=labels)
     load_state(model, _hf_to_asttag(state), source=source)
     return model
 
@@ -651,10 +745,11 @@ def checkpoint_format(path: str | Path) -> str:
         raise CheckpointError(f"{path}: no such file or directory")
     if path.suffix == ".safetensors":
         try:
-            read_metadata(path)
-            return "asttag"
+            header = safetensors_header(path)
         except CheckpointError:
-            pass
+            header = {}  # read_tensors below says what is wrong with the file
+        if header.get("format") == FORMAT_NAME:  # damaged or not: load says what is wrong
+            return "asttag"
     keys = read_tensors(path).keys()
     if any(k.startswith(("module.v.", "v.", "module.mlp_head.")) for k in keys):
         return "official"

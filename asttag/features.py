@@ -47,7 +47,7 @@ class FeatureConfig:
     std: float = AUDIOSET_STATS[1]
 
     def __post_init__(self) -> None:
-        if self.std <= 0:
+        if not 0 < self.std < float("inf"):  # NaN too: it would turn every score into NaN
             raise ValueError(f"normalisation std must be positive, got {self.std}")
         if self.frame_shift_samples * 1000 != self.frame_shift_ms * self.sample_rate:
             raise ValueError("the frame shift must be a whole number of samples")

@@ -75,6 +75,9 @@ class ASTConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
         object.__setattr__(self, "stride", tuple(int(v) for v in self.stride))
+        for name in ("embed_dim", "num_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         for axis, size, patch, step in zip(

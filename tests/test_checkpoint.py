@@ -301,3 +301,82 @@ def test_loading_fills_an_unallocated_model_and_computes_in_fp32(tmp_path):
     x = torch.randn(1, 64, 32)
     torch.testing.assert_close(checkpoint.load(tmp_path / "half.safetensors")(x), model(x),
                                atol=5e-3, rtol=0)
+
+
+# --------------------------------------------------------------------------- malformed files
+
+
+def _rewritten(path, tmp_path, *, section=None, field=None, value=None, raw=None, tensors=None):
+    """A copy of the checkpoint at `path` with one metadata field (or raw header key) changed."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = dict(f.metadata())
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    if section is not None:
+        data = json.loads(meta[section])
+        data[field] = value
+        meta[section] = json.dumps(data)
+    meta.update(raw or {})
+    state.update(tensors or {})
+    out = tmp_path / "bad.safetensors"
+    save_file(state, str(out), metadata=meta)
+    return out
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return checkpoint.save(tiny_model(), tmp_path / "good.safetensors")
+
+
+@pytest.mark.parametrize(("section", "field", "value", "problem"), [
+    ("config", "num_heads", 0, "must be at least 1"),
+    ("config", "depth", 1_000_000_000, "must be at most 1000"),
+    ("config", "embed_dim", "32", "not a whole number"),
+    ("config", "num_classes", 4.5, "not a whole number"),
+    ("config", "stride", [0, 10], "must be at least 1"),
+    ("config", "patch_size", [16], "not a pair of whole numbers"),
+    ("config", "mlp_ratio", -1, "must be positive"),
+    ("config", "distilled", "yes", "not true or false"),
+    ("features", "sample_rate", 0, "must be at least 1"),
+    ("features", "frame_shift_ms", 0, "must be positive"),
+    ("features", "std", float("nan"), "not a finite number"),
+    ("features", "mean", None, "not a number"),
+    ("labels", "names", "Speech", "not a list of strings"),
+])
+def test_every_malformed_field_is_named_before_the_model_is_built(saved, tmp_path, monkeypatch,
+                                                                   section, field, value, problem):
+    bad = _rewritten(saved, tmp_path, section=section, field=field, value=value)
+    monkeypatch.setattr(checkpoint, "empty_model", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.load(bad)
+    assert str(caught.value) == f"{bad}: {section}.{field} = {json.dumps(value)}: {problem}"
+    with pytest.raises(CheckpointError):
+        checkpoint.read_metadata(bad)  # what `models info` shows
+
+
+def test_a_format_version_that_is_no_number(saved, tmp_path):
+    bad = _rewritten(saved, tmp_path, raw={"format_version": "abc"})
+    with pytest.raises(CheckpointError, match="format_version 'abc' is not a whole number"):
+        checkpoint.load(bad)
+
+
+def test_nan_or_infinite_weights_are_refused_at_load(saved, tmp_path):
+    weights = checkpoint.read_tensors(saved)["head.weight"].clone()
+    weights[0, 0] = float("nan")
+    bad = _rewritten(saved, tmp_path, tensors={"head.weight": weights})
+    with pytest.raises(CheckpointError, match=r"weights head\.weight hold NaN or infinite"):
+        checkpoint.load(bad)
+
+
+def test_the_cli_names_the_file_and_the_field(saved, tmp_path):
+    from typer.testing import CliRunner
+
+    from asttag.cli import app
+
+    bad = _rewritten(saved, tmp_path, section="config", field="num_heads", value=0)
+    result = CliRunner().invoke(app, ["tag", "-m", str(bad), str(tmp_path / "x.wav")])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {bad}: config.num_heads = 0: must be at least 1"]
