@@ -264,6 +264,12 @@ def test_distill_command_needs_data_and_a_teacher():
     assert result.exit_code == 2 and "--teacher" in result.output
 
 
+def test_distill_resume_refuses_options_it_would_ignore(tmp_path):
+    result = CliRunner().invoke(app, ["distill", "--resume", str(tmp_path), "--epochs", "3",
+                                      "--teacher", "default", "--device", "cpu"])
+    assert result.exit_code == 2 and "drop --epochs, --teacher" in result.output
+
+
 # --------------------------------------------------------------------------- the rebuild recipe
 
 

@@ -94,3 +94,14 @@ def stdout_fault(problem: OSError) -> NoReturn:
     if problem.errno == errno.EPIPE:
         raise typer.Exit(EXIT_FAILED)
     fail(f"stdout: {describe(OSError(problem.errno, problem.strerror))}")
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a bad model, data set or option raises: reported as one error line, exit status 1.
+
+    The library's own errors (checkpoint, data set, evaluation, ensemble) are ValueErrors.
+    """
+    from ..audio import AudioError
+    from ..hub import HubError
+
+    return AudioError, HubError, OSError, ValueError

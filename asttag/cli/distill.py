@@ -13,12 +13,28 @@ from typing import Annotated, Optional
 
 import typer
 
-from .app import EXIT_USAGE, app, console, fail
-from .evaluate import user_errors
-from .train import (
-    BatchSize, CacheDir, DataOptions, Device, Epochs, FStride, LearningRate, Precision, Quiet,
-    Seed, Sets, Size, TStride, Workers, _build_recipe, _guarded, _report, _runtime,
+from .app import EXIT_USAGE, app, console, fail, user_errors
+from .options import (
+    RUN_OPTIONS,
+    CacheDir,
+    DataOptions,
+    Device,
+    Epochs,
+    FStride,
+    LearningRate,
+    Quiet,
+    Seed,
+    Sets,
+    Size,
+    TrainBatchSize,
+    TrainPrecision,
+    TStride,
+    Workers,
+    build_recipe,
+    given,
+    refuse_given,
 )
+from .reporting import guarded, report_run, runtime
 
 DEFAULT_RECIPE = "default-student"
 DEFAULT_VALID_FRACTION = 0.1
@@ -26,6 +42,7 @@ DEFAULT_VALID_FRACTION = 0.1
 
 @app.command()
 def distill(
+    ctx: typer.Context,
     data: Annotated[Optional[list[Path]], typer.Argument(
         help="Audio files, folders (searched recursively) or one manifest (.csv/.jsonl) whose "
         "paths are used; its labels are not.", show_default=False)] = None,
@@ -46,14 +63,14 @@ def distill(
         "--length", min=16, help="Student window in 10 ms frames (1024: 10.24 s).")] = None,
     epochs: Epochs = None,
     lr: LearningRate = None,
-    batch_size: BatchSize = None,
+    batch_size: TrainBatchSize = None,
     seed: Seed = None,
     data_option: DataOptions = None,
     set_: Sets = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Go on with this distillation run from its last completed epoch.")] = None,
     device: Device = "auto",
-    precision: Precision = None,
+    precision: TrainPrecision = None,
     workers: Workers = 0,
     cache_dir: CacheDir = None,
     quiet: Quiet = False,
@@ -67,12 +84,14 @@ def distill(
     from ..distill import distill as run_distill
     from ..distill import resume_distill
 
-    runtime = _runtime(device, workers, cache_dir)
+    run = runtime(device, workers, cache_dir)
     if resume is not None:
-        # _guarded reports the library's errors (DistillError is a ValueError) as one line.
-        result = _guarded(lambda observer: resume_distill(resume, runtime=runtime, observer=observer),
-                          quiet=quiet)
-        _report(result.summary)
+        refuse_given(ctx, allowed=RUN_OPTIONS,
+                     reason="--resume goes on with the run's own recipe, teacher and data")
+        # guarded reports the library's errors (DistillError is a ValueError) as one line.
+        result = guarded(lambda observer: resume_distill(resume, runtime=run, observer=observer),
+                         quiet=quiet)
+        report_run(result.summary)
         return
     if not data or teacher is None:
         fail("give DATA and --teacher MODEL|YAMNET.tflite, or --resume RUN_DIR", code=EXIT_USAGE)
@@ -83,17 +102,14 @@ def distill(
     options = list(data_option or [])
     if not any(option.startswith(("valid=", "valid_fraction=")) for option in options):
         options.append(f"valid_fraction={DEFAULT_VALID_FRACTION}")
-    base = _build_recipe(
-        recipe, dataset="manifest", data_dir=None, data_option=options, init=None,
-        imagenet_weights=None, size=size, fstride=fstride, tstride=tstride, epochs=epochs, lr=lr,
-        batch_size=batch_size, grad_accum=None, seed=seed, precision=precision, sets=sets, fold=None,
-    )
+    base = build_recipe(recipe, {**given(ctx), "dataset": "manifest", "data_option": options,
+                                 "set_": sets})
     run_dir = out or _default_out()
-    result, failed = _guarded(lambda observer: run_distill(
-        base, run_dir, teacher=teacher, files=files, runtime=runtime, observer=observer), quiet=quiet)
+    result, failed = guarded(lambda observer: run_distill(
+        base, run_dir, teacher=teacher, files=files, runtime=run, observer=observer), quiet=quiet)
     for file, reason in failed:
         console.print(f"skipped {file}: {reason}", highlight=False, markup=False, soft_wrap=True)
-    _report(result.summary)
+    report_run(result.summary)
 
 
 def _audio_files(data: list[Path]) -> list[str]:

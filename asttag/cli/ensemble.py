@@ -7,23 +7,21 @@ from typing import Annotated
 
 import typer
 
-from .app import EXIT_USAGE, app, console, fail
-from .evaluate import (
-    BatchSize,
+from .app import EXIT_USAGE, app, console, fail, user_errors
+from .options import (
     DataOptions,
-    DeviceOption,
-    FormatOption,
-    LayoutOption,
+    Device,
+    EvalBatchSize,
+    EvalPrecision,
+    Layout,
     OutputFormat,
     PerClass,
-    PrecisionOption,
+    ReportFormat,
     SavePredictions,
-    SplitOption,
+    Split,
     Workers,
-    load_split,
-    report,
-    user_errors,
 )
+from .reporting import load_split, report_metrics
 
 ensemble_app = typer.Typer(
     help="Ensembles: several models' probabilities averaged (the paper's Ensemble-S/-M).",
@@ -78,14 +76,14 @@ def evaluate(
     from_predictions: Annotated[bool, typer.Option(
         "--from-predictions", help="Ensemble saved predictions instead of running models.")
     ] = False,
-    layout: LayoutOption = "auto",
-    split: SplitOption = None,
+    layout: Layout = "auto",
+    split: Split = None,
     data_option: DataOptions = None,
-    batch_size: BatchSize = 16,
-    device: DeviceOption = "auto",
+    batch_size: EvalBatchSize = 16,
+    device: Device = "auto",
     workers: Workers = 0,
-    precision: PrecisionOption = "fp32",
-    output_format: FormatOption = OutputFormat.auto,
+    precision: EvalPrecision = "fp32",
+    output_format: ReportFormat = OutputFormat.auto,
     per_class: PerClass = False,
     save_predictions: SavePredictions = None,
 ) -> None:
@@ -119,7 +117,7 @@ def evaluate(
     if save_predictions is not None:
         console.print(f"ensemble predictions saved to {save_predictions}", highlight=False,
                       soft_wrap=True)
-    report(context, rows, output_format=output_format, per_class=per_class)
+    report_metrics(context, rows, output_format=output_format, per_class=per_class)
 
 
 def _saved(files: list[str]) -> list:
