@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Writer",
     "WRITERS",
+    "format_for",
     "MODES",
     "columns",
     "rows",
@@ -123,6 +124,13 @@ WRITERS: dict[str, type[Writer]] = {}
 def _register(cls: type[Writer]) -> type[Writer]:
     WRITERS[cls.name] = cls
     return cls
+
+
+def format_for(path: str | Path) -> str | None:
+    """The format whose files end as `path` does (`x.selections.txt`: raven), or None."""
+    name = Path(path).name.lower()
+    by_length = sorted(WRITERS.values(), key=lambda cls: len(cls.suffix), reverse=True)
+    return next((cls.name for cls in by_length if name.endswith(cls.suffix)), None)
 
 
 def make_writer(name: str, *, mode: str = "tags", color: bool = False, width: int = 120) -> Writer:

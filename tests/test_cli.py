@@ -145,3 +145,23 @@ def test_library_warnings_reach_stderr_not_stdout(tmp_path):
     assert result.exit_code == 0, result.output
     assert "one layer_norm_eps" in result.stderr
     assert result.stdout == ""
+
+
+def test_the_cli_offers_the_cores_choices():
+    from typing import Literal, get_args, get_origin, get_type_hints
+
+    from asttag.choices import AGGREGATES, PADS, PRECISIONS, TAG_PRECISIONS
+    from asttag.cli import distill, evaluate, tag, train
+    from asttag.writers import WRITERS
+
+    def choices(function, parameter: str) -> tuple:
+        hint = get_type_hints(function, include_extras=True)[parameter]
+        while get_origin(hint) is not Literal:  # through Annotated and Optional
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        return get_args(hint)
+
+    assert choices(tag.tag, "fmt") == tuple(WRITERS)
+    assert choices(tag.tag, "pad") == PADS and choices(tag.tag, "aggregate") == AGGREGATES
+    assert choices(tag.tag, "precision") == TAG_PRECISIONS
+    for function in (train.train, train.finetune, evaluate.evaluate, distill.distill):
+        assert choices(function, "precision") == PRECISIONS

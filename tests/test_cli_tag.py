@@ -234,3 +234,10 @@ def test_outputs_are_checked_before_any_work(model_path, recordings, tmp_path, a
     result = invoke(model_path, *recordings, *args)
     assert result.exit_code == 2 and message.format(tmp=tmp_path) in result.stderr
     assert result.stdout == "" and "tagged" not in result.stderr
+
+
+def test_an_output_named_like_a_format_is_written_in_it(model_path, recordings, tmp_path):
+    out = tmp_path / "rec0.selections.txt"
+    result = invoke(model_path, recordings[0], "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text().startswith("Selection\tView\tChannel")  # a Raven table, not CSV

@@ -151,3 +151,12 @@ def test_input_key_changes_with_the_file(tmp_path):
     path.write_bytes(b"12")
     assert input_key(path) != before
     assert input_key(tmp_path / "missing.wav") != input_key(tmp_path / "other.wav")
+
+
+def test_the_suffix_each_format_writes_reads_back_as_that_format():
+    from asttag.writers import WRITERS, format_for
+
+    for name, cls in WRITERS.items():
+        assert format_for(f"out/x{cls.suffix}") == name
+    assert format_for("x.selections.txt") == "raven" and format_for("X.SELECTIONS.TXT") == "raven"
+    assert format_for("x.txt") == "audacity" and format_for("x.wav") is None

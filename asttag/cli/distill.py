@@ -15,6 +15,7 @@ import typer
 
 from .app import EXIT_USAGE, app, console, fail, user_errors
 from .options import (
+    DEVICE,
     RUN_OPTIONS,
     CacheDir,
     DataOptions,
@@ -69,7 +70,7 @@ def distill(
     set_: Sets = None,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", help="Go on with this distillation run from its last completed epoch.")] = None,
-    device: Device = "auto",
+    device: Device = DEVICE,
     precision: TrainPrecision = None,
     workers: Workers = 0,
     cache_dir: CacheDir = None,

@@ -9,6 +9,7 @@ import typer
 
 from .app import EXIT_USAGE, app, console, fail, user_errors
 from .options import (
+    DEVICE,
     DataOptions,
     Device,
     EvalBatchSize,
@@ -80,7 +81,7 @@ def evaluate(
     split: Split = None,
     data_option: DataOptions = None,
     batch_size: EvalBatchSize = 16,
-    device: Device = "auto",
+    device: Device = DEVICE,
     workers: Workers = 0,
     precision: EvalPrecision = "fp32",
     output_format: ReportFormat = OutputFormat.auto,
@@ -92,7 +93,8 @@ def evaluate(
     Each member scores each clip as it would alone; the ensemble's scores are their mean.
     Per-class figures (--per-class) are the ensemble's.
     """
-    from ..evaluation import ensemble_predictions, save_predictions as save
+    from ..evaluation import ensemble_predictions
+    from ..evaluation import save_predictions as save
 
     if from_predictions:
         context = {"predictions": inputs}

@@ -13,6 +13,7 @@ import typer
 
 from .app import app, console, fail, user_errors
 from .options import (
+    DEVICE,
     DataOptions,
     Device,
     EvalBatchSize,
@@ -39,7 +40,7 @@ def evaluate(
     split: Split = None,
     data_option: DataOptions = None,
     batch_size: EvalBatchSize = 16,
-    device: Device = "auto",
+    device: Device = DEVICE,
     workers: Workers = 0,
     precision: EvalPrecision = "fp32",
     output_format: ReportFormat = OutputFormat.auto,
@@ -50,7 +51,8 @@ def evaluate(
 
     Classes without a positive (or a negative) example are left out of the means and listed.
     """
-    from ..evaluation import model_identity, predict_split, save_predictions as save
+    from ..evaluation import model_identity, predict_split
+    from ..evaluation import save_predictions as save
     from ..hub import load_model
 
     labels, split_name, examples = load_split(data, layout=layout, split=split, options=data_option)

@@ -9,11 +9,25 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 import typer
 
+from ..choices import AGGREGATES, DEFAULT_DEVICE, PADS, PRECISIONS, TAG_PRECISIONS
+from ..writers import WRITERS
 from .app import EXIT_USAGE, fail
+
+# --------------------------------------------------------------------------- choices
+
+# The CLI's choices are the core's lists (Typer offers a Literal's values as choices).
+if TYPE_CHECKING:
+    FormatName = PadName = AggregateName = TagPrecision = PrecisionName = str
+else:
+    FormatName = Literal[tuple(WRITERS)]
+    PadName = Literal[PADS]
+    AggregateName = Literal[AGGREGATES]
+    TagPrecision = Literal[TAG_PRECISIONS]
+    PrecisionName = Literal[PRECISIONS]
 
 # --------------------------------------------------------------------------- what was given
 
@@ -145,7 +159,7 @@ Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", help="KEY=VALUE recipe override, YAML-typed (mixup=0.5, model.depth=6); repeatable.")]
 Resume = Annotated[Optional[Path], typer.Option(
     "--resume", help="Go on with this run directory from its last completed epoch.")]
-TrainPrecision = Annotated[Optional[str], typer.Option(
+TrainPrecision = Annotated[Optional[PrecisionName], typer.Option(
     "--precision", help="auto (bf16/fp16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16.")]
 CacheDir = Annotated[Optional[Path], typer.Option(
     "--cache-dir", help="Keep decoded clips and log-mel frames here: later epochs skip decoding.")]
@@ -157,6 +171,7 @@ RUN_OPTIONS = {"resume", "device", "workers", "cache_dir", "quiet"}
 # --------------------------------------------------------------------------- shared by all
 
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DEVICE = DEFAULT_DEVICE
 Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Audio decoding processes.")]
 
 # --------------------------------------------------------------------------- evaluation options
@@ -168,7 +183,7 @@ Split = Annotated[Optional[str], typer.Option(
     "--split", help="train, valid or test (default: test, else valid, else train: the first "
     "the data set has).", show_default=False)]
 EvalBatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Clips per forward pass.")]
-EvalPrecision = Annotated[str, typer.Option(
+EvalPrecision = Annotated[PrecisionName, typer.Option(
     "--precision", help="fp32, bf16, fp16 or auto (bf16/fp16 on CUDA, fp32 on the CPU).")]
 PerClass = Annotated[bool, typer.Option("--per-class", help="Also report AP and AUC per label.")]
 SavePredictions = Annotated[Optional[Path], typer.Option(

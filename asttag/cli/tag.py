@@ -12,14 +12,15 @@ import os
 import shutil
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NoReturn, Optional
 
 import typer
 
 from ..names import display_name
+from ..writers import format_for
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail, stdout_fault
+from .options import DEVICE, AggregateName, Device, FormatName, PadName, TagPrecision
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -28,43 +29,13 @@ if TYPE_CHECKING:
     from ..tagger import TagFailure, TagResult
 
 
-class Format(str, Enum):
-    table = "table"
-    csv = "csv"
-    tsv = "tsv"
-    json = "json"
-    jsonl = "jsonl"
-    audacity = "audacity"
-    raven = "raven"
-
-
-class Pad(str, Enum):
-    zero = "zero"
-    repeat = "repeat"
-
-
-class Aggregate(str, Enum):
-    max = "max"
-    mean = "mean"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-_FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl"}
-
-
 def _usage(message: str) -> NoReturn:
     fail(message, code=EXIT_USAGE)
 
 
 def _default_format(output: str | None, output_dir: Path | None) -> str:
     if output and output != "-":
-        return _FORMAT_BY_SUFFIX.get(Path(output).suffix.lower(), "csv")
+        return format_for(output) or "csv"
     if output is None and output_dir is None and sys.stdout.isatty():
         return "table"
     return "csv"  # a pipe or a file: something a program can read
@@ -245,7 +216,7 @@ def tag(
         "default", "--model", "-m",
         help="A name from `asttag models list`, an asttag checkpoint, an official .pth file or a "
              "transformers directory."),
-    fmt: Optional[Format] = typer.Option(
+    fmt: Optional[FormatName] = typer.Option(
         None, "--format", "-f",
         help="Output format (default: table on a terminal, else csv; with -o, from its suffix)."),
     output: Optional[str] = typer.Option(
@@ -267,18 +238,18 @@ def tag(
     segments: bool = typer.Option(False, "--segments", help="One row per window and label."),
     events: bool = typer.Option(
         False, "--events", help="Consecutive windows over the threshold merged into events."),
-    aggregate: Optional[Aggregate] = typer.Option(
+    aggregate: Optional[AggregateName] = typer.Option(
         None, "--aggregate",
         help="How clip tags combine windows (default: max for multi-label models, else mean)."),
     window: Optional[float] = typer.Option(
         None, "--window", help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
         None, "--hop", help="Seconds between window starts (default: the window length)."),
-    pad: Pad = typer.Option(
-        Pad.zero, "--pad", help="Fill short clips and the last window with zeros or by repeating."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: Precision = typer.Option(
-        Precision.fp32, "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+    pad: PadName = typer.Option(
+        "zero", "--pad", help="Fill short clips and the last window with zeros or by repeating."),
+    device: Device = DEVICE,
+    precision: TagPrecision = typer.Option(
+        "fp32", "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, up to 64 for smaller inputs)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
@@ -305,7 +276,7 @@ def tag(
                            errors_log=errors_log, shard=shard)
     except JobError as e:
         _job_usage(e)
-    format_name = fmt.value if fmt else _default_format(output, output_dir)
+    format_name = fmt or _default_format(output, output_dir)
     mode = "events" if events else "segments" if segments else "tags"
 
     paths = _read_inputs(inputs, recursive=recursive)
@@ -339,9 +310,9 @@ def tag(
         fail(str(e))
     try:
         tagger = Tagger(
-            net, device=target, precision=precision.value,
+            net, device=target, precision=precision,
             batch_size=batch_size, window=window, hop=hop,
-            pad=pad.value, aggregate=aggregate.value if aggregate else None, top_k=top,
+            pad=pad, aggregate=aggregate, top_k=top,
             threshold=threshold, labels=_label_keys(labels, net.labels) if labels else None,
             workers=workers,
         )

@@ -15,6 +15,7 @@ import typer
 
 from .app import EXIT_USAGE, app, fail
 from .options import (
+    DEVICE,
     RUN_OPTIONS,
     CacheDir,
     DataDir,
@@ -79,7 +80,7 @@ def finetune(
     recipe: RecipeOption = None,
     set_: Sets = None,
     resume: Resume = None,
-    device: Device = "auto",
+    device: Device = DEVICE,
     precision: TrainPrecision = None,
     workers: Workers = 0,
     cache_dir: CacheDir = None,
@@ -127,7 +128,7 @@ def train(
     out: Out = None,
     set_: Sets = None,
     resume: Resume = None,
-    device: Device = "auto",
+    device: Device = DEVICE,
     precision: TrainPrecision = None,
     workers: Workers = 0,
     cache_dir: CacheDir = None,
