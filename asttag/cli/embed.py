@@ -10,9 +10,8 @@ import typer
 
 from ..choices import EMBEDDING_FORMATS
 from .app import EXIT_FAILED, EXIT_OK, app, console, fail
+from .options import DEVICE, Device, PadName, TagPrecision
 from .tag import (
-    Pad,
-    Precision,
     _job_usage,
     _note,
     _Progress,
@@ -48,11 +47,11 @@ def embed(
         None, "--window", help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
         None, "--hop", help="Seconds between window starts (default: the window length)."),
-    pad: Pad = typer.Option(
-        Pad.zero, "--pad", help="Fill short clips and the last window with zeros or by repeating."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: Precision = typer.Option(
-        Precision.fp32, "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+    pad: PadName = typer.Option(
+        "zero", "--pad", help="Fill short clips and the last window with zeros or by repeating."),
+    device: Device = DEVICE,
+    precision: TagPrecision = typer.Option(
+        "fp32", "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", min=1, help="Windows per forward pass (default as for tag)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
@@ -102,8 +101,8 @@ def embed(
     except (CheckpointError, HubError) as e:
         fail(str(e))
     try:
-        embedder = Embedder(net, patches=patches, device=target, precision=precision.value,
-                            batch_size=batch_size, window=window, hop=hop, pad=pad.value,
+        embedder = Embedder(net, patches=patches, device=target, precision=precision,
+                            batch_size=batch_size, window=window, hop=hop, pad=pad,
                             workers=workers)
         name = embedding_format(output) if output else (fmt.value if fmt else EMBEDDING_FORMATS[0])
         writer = make_embedding_writer(name, dim=net.config.embed_dim, patches=patches)
