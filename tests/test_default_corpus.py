@@ -99,7 +99,7 @@ def test_the_manifest_leaves_copies_of_held_out_audio_out_of_training(corpus_mod
 
 
 @pytest.mark.parametrize("archive", ["base.wz", "public.zip"])
-def test_find_audio_reads_recordings_inside_zip_archives(corpus_module, tmp_path, archive):
+def test_package_recordings_include_those_inside_zip_archives(corpus_module, tmp_path, archive):
     """warzone2100's .wz and 0ad's .zip are zip files: their recordings are found as members,
     each collection the archive and the member's folder, and decode to what was packed."""
     packed = io.BytesIO()
@@ -108,7 +108,7 @@ def test_find_audio_reads_recordings_inside_zip_archives(corpus_module, tmp_path
         z.writestr("audio/horse/neigh.wav", packed.getvalue())
         z.writestr("audio/readme.txt", "not audio")
     skipped = collections.Counter()
-    found = list(corpus_module.find_audio("pkg", tmp_path, skipped))
+    found = list(corpus_module.package_recordings("pkg", tmp_path, skipped))
     assert [(s.collection, s.original) for s in found] == [
         (f"{archive}:audio/horse", f"{archive}:audio/horse/neigh.wav")]
     decoded = found[0].load()

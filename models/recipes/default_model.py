@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asttag.atomic import atomic_write_text
+
 log = logging.getLogger("default_model")
 
 HERE = Path(__file__).resolve().parent
@@ -325,7 +327,7 @@ def build_climbed_windows(
     else:
         highest = pool()[2]
         reachable = [c for c in targets if highest[c] >= CLIMB_START]
-        _write_text(within_reach, json.dumps(reachable) + "\n")
+        atomic_write_text(within_reach, json.dumps(reachable) + "\n")
 
     def make(shard: int, indices: range, earlier: list[str]) -> list[str]:
         best_first = pool()[1]
@@ -394,7 +396,7 @@ def _in_shards(shards: Path, count: int, make: Callable[[int, range, list[str]],
         done = shards / f"{shard:04d}.jsonl"
         if not done.exists():
             records = make(shard, range(shard * SHARD, min(count, (shard + 1) * SHARD)), lines)
-            _write_text(done, "".join(r + "\n" for r in records))
+            atomic_write_text(done, "".join(r + "\n" for r in records))
             log.info("%s: shard %d done (%d windows)", what, shard, len(records))
         lines += done.read_text("utf-8").splitlines()
     return lines
@@ -416,14 +418,8 @@ def _write_manifest(path: Path, lines: list[str]) -> Path:
     from asttag.labels import audioset
 
     write_label_file(audioset(), path.parent / LABEL_FILE)
-    _write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
-
-
-def _write_text(path: Path, text: str) -> None:
-    from asttag.atomic import atomic_write_text
-
-    atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------- training
@@ -459,7 +455,7 @@ def train_student(run: Path, data: Path, *, epochs: int | None, device: str, wor
         # The run directory's recipe is all resume reads: raising its epoch count extends it.
         recorded = load_recipe(out / RECIPE_FILE)
         if epochs != recorded.epochs:
-            _write_text(out / RECIPE_FILE, recorded.replace(epochs=epochs).to_yaml())
+            atomic_write_text(out / RECIPE_FILE, recorded.replace(epochs=epochs).to_yaml())
     return resume(out, runtime=runtime, observer=observer)
 
 
@@ -710,7 +706,7 @@ def build(args: argparse.Namespace) -> dict:
                            seed=args.seed)
     evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device),
                   "training": result.summary}
-    _write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
+    atomic_write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     return evaluation
 
 
