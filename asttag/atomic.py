@@ -7,6 +7,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -34,6 +35,19 @@ def _naming_target(error: OSError, target: Path, temporary: Path) -> OSError:
     if name != tmp and not name.startswith(tmp + os.sep):
         return error  # about another file
     return OSError(error.errno, error.strerror, os.fsdecode(target) + name[len(tmp):])
+
+
+# Libraries written in Rust (safetensors) report a failed write as text ending in Rust's
+# rendering of the OS error: "... No space left on device (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _as_os_error(error: Exception) -> OSError | None:
+    """The OSError that `error` stands for, or None."""
+    if isinstance(error, OSError):
+        return error
+    found = _RUST_OS_ERROR.search(str(error))
+    return OSError(int(found[1]), os.strerror(int(found[1]))) if found else None
 
 
 def _create(path: Path, make: Callable[[Path], None]) -> Path:
@@ -73,8 +87,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as e:
-        raise _naming_target(e, path, tmp) from e
+    except Exception as e:
+        if (os_error := _as_os_error(e)) is None:
+            raise
+        raise _naming_target(os_error, path, tmp) from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -98,8 +114,10 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         else:
             path.unlink(missing_ok=True)
         os.replace(tmp, path)
-    except OSError as e:
-        raise _naming_target(e, path, tmp) from e
+    except Exception as e:
+        if (os_error := _as_os_error(e)) is None:
+            raise
+        raise _naming_target(os_error, path, tmp) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -74,3 +74,14 @@ def test_an_existing_file_is_replaced_by_a_directory_only_with_overwrite(tmp_pat
     with atomic_directory(tmp_path / "hf", overwrite=True) as tmp:
         (tmp / "a").write_text("new")
     assert (tmp_path / "hf" / "a").read_text() == "new"
+
+
+def test_a_failed_write_reported_as_rust_text_is_an_os_error_naming_the_target(tmp_path):
+    """safetensors reports a full disk as "... (os error 28)", not as an OSError."""
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(OSError) as caught, atomic_path(target):
+        raise RuntimeError("Error while serializing: I/O error: No space left on device "
+                           "(os error 28)")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(target))
+    with pytest.raises(ValueError), atomic_path(target):
+        raise ValueError("anything else goes through unchanged")

@@ -189,3 +189,56 @@ def test_file_system_errors_name_the_output_not_the_temporary_file(model_path, r
     result = tag(model_path, recordings[0], "--output-dir", out)
     assert error_lines(result.stderr) == [f"error: {out}/rec0.csv: no space left on device"]
     assert result.exit_code == 1 and leftovers(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory) -> dict[str, Path]:
+    from conftest import write_tone
+    from test_cli_eval import FREQUENCIES, model_file
+
+    root = tmp_path_factory.mktemp("models")
+    for name, freq in FREQUENCIES.items():
+        (root / "data" / name).mkdir(parents=True)
+        write_tone(root / "data" / name / f"{name}.wav", seconds=0.5, freq=freq)
+    return {"a": model_file(root / "a.safetensors", 0), "b": model_file(root / "b.safetensors", 1),
+            "data": root / "data"}
+
+
+COMMANDS = {
+    "average": lambda m, out: ["average", m["a"], m["b"], "-o", out / "avg.safetensors"],
+    "ensemble create": lambda m, out: ["ensemble", "create", m["a"], m["b"],
+                                       "-o", out / "ens.safetensors"],
+    "models convert": lambda m, out: ["models", "convert", m["a"], out / "conv.safetensors"],
+    "models convert --to transformers": lambda m, out: ["models", "convert", m["a"], out / "hf",
+                                                        "--to", "transformers"],
+    "evaluate --save-predictions": lambda m, out: ["evaluate", "-m", m["a"], m["data"], "-f",
+                                                   "json", "--save-predictions", out / "p.npz"],
+}
+
+
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_other_commands_on_a_full_or_read_only_file_system(two_models, request, kind, command):
+    where = request.getfixturevalue("full_dir" if kind == "full" else "read_only_dir")
+    args = [str(a) for a in COMMANDS[command](two_models, where)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    reason = "no space left on device" if kind == "full" else "read-only file system"
+    [line] = error_lines(result.stderr)
+    assert line.startswith(f"error: {where}/") and line.endswith(f": {reason}"), line
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert leftovers(where) == [] and [p.name for p in where.iterdir() if p.name != "filler"] == []
+
+
+@pytest.mark.parametrize("command", ["average", "ensemble create", "models convert",
+                                     "evaluate --save-predictions"])
+def test_an_output_file_that_is_a_directory_is_refused_before_any_work(two_models, tmp_path,
+                                                                       command):
+    args = [str(a) for a in COMMANDS[command](two_models, tmp_path)] + (
+        ["--force"] if command != "evaluate --save-predictions" else [])
+    Path(args[args.index("-o") + 1] if "-o" in args else args[-2 if "--force" in args else -1]
+         ).mkdir()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    [line] = error_lines(result.stderr)
+    assert line.endswith(": is a directory; name the file to write")

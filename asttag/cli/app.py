@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -36,6 +37,14 @@ def describe(problem: str | BaseException) -> str:
             return reason
         return f"{os.fsdecode(problem.filename)}: {reason}"
     return str(problem)
+
+
+def check_output_file(path: Path, *, force: bool) -> None:
+    """Before any work: an output file that is a directory, or exists without --force, is refused."""
+    if path.is_dir():
+        fail(f"{path}: is a directory; name the file to write", code=EXIT_USAGE)
+    if path.exists() and not force:
+        fail(f"{path} exists; pass --force to overwrite it", code=EXIT_USAGE)
 
 
 def error(message: str | BaseException) -> None:

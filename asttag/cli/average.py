@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .app import EXIT_USAGE, app, console, fail
+from .app import app, check_output_file, console, fail
 
 
 @app.command()
@@ -35,8 +35,7 @@ def average(
     from ..averaging import AveragingError, expand_sources, select_top, select_window, write_average
     from ..checkpoint import CheckpointError
 
-    if output.exists() and not force:
-        fail(f"{output} exists; pass --force to overwrite it", code=EXIT_USAGE)
+    check_output_file(output, force=force)
     try:
         chosen = expand_sources(sources)
         if from_epoch is not None or to_epoch is not None:
@@ -48,6 +47,6 @@ def average(
             console.print(f"  {c.path}" + (f" (epoch {c.epoch})" if c.epoch is not None else ""),
                           highlight=False, soft_wrap=True)
         result = write_average(chosen, output, force=force)
-    except (AveragingError, CheckpointError) as e:
-        fail(str(e))
+    except (AveragingError, CheckpointError, OSError) as e:
+        fail(e)
     print(f"{result.sha256}  {result.path}")

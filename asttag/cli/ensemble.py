@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import EXIT_USAGE, app, console, fail, user_errors
+from .app import EXIT_USAGE, app, check_output_file, console, fail, user_errors
 from .options import (
     DEVICE,
     DataOptions,
@@ -52,13 +52,12 @@ def create(
 
     if output.suffix != ".safetensors":
         fail(f"{output}: a bundle is a .safetensors file; name it so", code=EXIT_USAGE)
-    if output.exists() and not force:
-        fail(f"{output} exists; pass --force to overwrite it", code=EXIT_USAGE)
+    check_output_file(output, force=force)
     try:
         ensemble = Ensemble([load_model(source, device="cpu") for source in models])
         save_bundle(ensemble, output, extra={"members": [model_identity(s) for s in models]})
     except user_errors() as e:
-        fail(str(e))
+        fail(e)
     f = ensemble.features
     console.print(
         f"wrote {output}: {len(ensemble.members)} members, {len(ensemble.labels)} labels, input "
@@ -96,6 +95,8 @@ def evaluate(
     from ..evaluation import ensemble_predictions
     from ..evaluation import save_predictions as save
 
+    if save_predictions is not None:
+        check_output_file(save_predictions, force=True)
     if from_predictions:
         context = {"predictions": inputs}
         members = _saved(inputs)
@@ -115,7 +116,7 @@ def evaluate(
         if save_predictions is not None:
             save(combined, save_predictions)
     except user_errors() as e:
-        fail(str(e))
+        fail(e)
     if save_predictions is not None:
         console.print(f"ensemble predictions saved to {save_predictions}", highlight=False,
                       soft_wrap=True)
@@ -128,7 +129,7 @@ def _saved(files: list[str]) -> list:
     try:
         return [load_predictions(f) for f in files]
     except user_errors() as e:
-        fail(str(e))
+        fail(e)
 
 
 def _name(identity: dict, index: int) -> str:
@@ -164,4 +165,4 @@ def _run(sources: list[str], examples, labels, **run) -> list:
             model.to("cpu")  # one member on the device at a time
         return predictions
     except user_errors() as e:
-        fail(str(e))
+        fail(e)

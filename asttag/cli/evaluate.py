@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app, console, fail, user_errors
+from .app import app, check_output_file, console, fail, user_errors
 from .options import (
     DEVICE,
     DataOptions,
@@ -55,6 +55,8 @@ def evaluate(
     from ..evaluation import save_predictions as save
     from ..hub import load_model
 
+    if save_predictions is not None:
+        check_output_file(save_predictions, force=True)
     labels, split_name, examples = load_split(data, layout=layout, split=split, options=data_option)
     try:
         loaded = load_model(model, device=device)
@@ -66,7 +68,7 @@ def evaluate(
         if save_predictions is not None:
             save(predictions, save_predictions)
     except user_errors() as e:
-        fail(str(e))
+        fail(e)
     if save_predictions is not None:
         console.print(f"predictions saved to {save_predictions}", highlight=False, soft_wrap=True)
     report_metrics(

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .app import EXIT_USAGE, app, console, fail
+from .app import EXIT_USAGE, app, check_output_file, console, fail
 
 models_app = typer.Typer(help="List, inspect, convert, download and export models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -154,7 +154,9 @@ def convert(
     from .. import checkpoint, loading
     from ..labels import read_label_file
 
-    if dst.exists() and not force:
+    if to is TargetFormat.asttag:
+        check_output_file(dst, force=force)
+    elif dst.exists() and not force:
         fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
     given = {"--stride": stride, "--target-length": target_length, "--labels": labels,
              "--mean": mean, "--std": std, "--multi-label/--single-label": multi_label,
@@ -180,8 +182,8 @@ def convert(
             checkpoint.to_transformers(model, dst, overwrite=force)
     except checkpoint.AmbiguousLayout as e:
         fail(f"{e}; pass --stride F T and --target-length N")
-    except (checkpoint.CheckpointError, ValueError) as e:
-        fail(str(e))
+    except (checkpoint.CheckpointError, ValueError, OSError) as e:
+        fail(e)
     console.print(f"wrote {dst} ({to.value}, {model.num_parameters:,} parameters, "
                   f"{len(model.labels)} labels)", highlight=False)
 

@@ -45,7 +45,7 @@ def guarded(run, *, quiet: bool):
     try:
         return run(observer)
     except (TrainingError, PretrainedError, *user_errors()) as e:
-        fail(str(e))
+        fail(e)
     finally:
         observer.close()
         close_distributed()
@@ -158,7 +158,7 @@ def load_split(data: Path, *, layout: str, split: str | None, options: list[str]
     except TypeError as e:  # the readers take typed options; a --data-option of the wrong kind
         fail(f"{name}: a --data-option of the wrong type ({e})", code=EXIT_USAGE)
     except user_errors() as e:
-        fail(str(e))
+        fail(e)
     for note in splits.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"evaluating on {data} ({name}, {split_name} split): {len(examples)} clips, "
