@@ -184,7 +184,7 @@ def test_file_system_errors_name_the_output_not_the_temporary_file(model_path, r
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(writers.Writer, "render", no_space)
+    monkeypatch.setattr(writers.Writer, "footer", no_space)  # while the file is written
     out = tmp_path / "dir"
     result = tag(model_path, recordings[0], "--output-dir", out)
     assert error_lines(result.stderr) == [f"error: {out}/rec0.csv: no space left on device"]
