@@ -32,6 +32,7 @@ from .audio import AudioError, iter_blocks
 from .choices import AGGREGATES, DEFAULT_DEVICE, PADS, TAG_PRECISIONS
 from .device import autocast, refuse_fp16_off_cuda, resolve_device
 from .features import FeatureConfig, fbank, normalize, window_features
+from .thresholds import Threshold, recommended
 from .model import TaggingModel
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-DEFAULT_EVENT_THRESHOLD = 0.5
 _MIN_FRAMES = 32
 _CPU_BATCH_VALUES = 8 * 1024 * 128
 _CPU_BATCH_RANGE = (8, 64)
@@ -352,7 +352,8 @@ class Tagger:
     trained) or "repeat" (tile the audio's frames). Clip tags aggregate window scores by
     `aggregate` (default: max for multi-label models, mean for single-label ones), keep `labels`
     only (names, ids or indices), those at or over `threshold`, and the `top_k` best (default 5
-    without a threshold, all over it with one). Events use `threshold` (default 0.5).
+    without a threshold, all over it with one). Events use `threshold`, by default the one the
+    model's checkpoint recommends (`thresholds.recommended`: 0.5 where it holds none).
     `batch_size` windows go through the model at a time (default: `default_batch_size`).
     `workers` > 0 decodes and computes features in that many processes while the model runs.
     """
@@ -404,7 +405,11 @@ class Tagger:
         self.aggregate = aggregate or ("max" if self.label_set.multi_label else "mean")
         self.threshold = threshold
         self.top_k = top_k if top_k is not None else (None if threshold is not None else DEFAULT_TOP_K)
-        self.event_threshold = DEFAULT_EVENT_THRESHOLD if threshold is None else threshold
+        # Without a threshold, events use the one the model's checkpoint recommends (0.5 if none).
+        self.event_threshold_source = (
+            recommended(model) if threshold is None else Threshold(threshold, "given")
+        )
+        self.event_threshold = self.event_threshold_source.value
         self.label_indices = _resolve_labels(self.label_set, labels)
         self.workers = workers
         self.block_seconds = block_seconds
@@ -418,6 +423,7 @@ class Tagger:
             "aggregate": self.aggregate,
             "top_k": self.top_k,
             "threshold": self.threshold,
+            "event_threshold": self.event_threshold,
             "labels": self.label_indices.tolist(),
             "precision": self.precision,
             # Batch shape and device choose the kernels, which round differently.
@@ -530,6 +536,21 @@ class Tagger:
             clip_scores=clip, tags=self._select(clip, start=0.0, end=duration),
             segments=segments, events=self._events(scores, duration),
         )
+
+    def strongest(self, result: TagResult, *, clip: bool = False) -> Tag:
+        """The best score among the selected labels, in a window (or of the clip): how low a
+        threshold must be for anything to pass."""
+        if clip:
+            c = int(np.argmax(result.clip_scores[self.label_indices]))
+            index, start, end = self.label_indices[c], 0.0, result.duration
+            score = result.clip_scores[index]
+        else:
+            chosen = result.scores[:, self.label_indices]
+            w, c = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
+            index, start, end = self.label_indices[c], result.starts[w], result.ends[w]
+            score = chosen[w, c]
+        return Tag(float(start), float(end), self.label_set.names[index], self.label_set.ids[index],
+                   int(index), float(score))
 
     def _select(self, scores: np.ndarray, *, start: float, end: float) -> list[Tag]:
         candidates = self.label_indices

@@ -165,3 +165,13 @@ def test_the_cli_offers_the_cores_choices():
     assert choices(tag.tag, "precision") == TAG_PRECISIONS
     for function in (train.train, train.finetune, evaluate.evaluate, distill.distill):
         assert choices(function, "precision") == PRECISIONS
+
+
+def test_models_info_shows_the_event_threshold_and_how_it_was_chosen(tmp_path):
+    plain = checkpoint.save(tiny_model(), tmp_path / "plain.safetensors")
+    text = runner.invoke(app, ["models", "info", str(plain)]).stdout
+    assert "threshold    0.5 for events (fallback: no threshold was chosen" in text
+    chosen = checkpoint.save(tiny_model(), tmp_path / "chosen.safetensors", extra={
+        "event_threshold": {"value": 0.27, "rule": "maximises micro-F1 (0.61) against ..."}})
+    data = json.loads(runner.invoke(app, ["models", "info", str(chosen), "--json"]).stdout)
+    assert data["event_threshold"] == {"value": 0.27, "rule": "maximises micro-F1 (0.61) against ..."}

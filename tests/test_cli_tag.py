@@ -241,3 +241,22 @@ def test_an_output_named_like_a_format_is_written_in_it(model_path, recordings, 
     result = invoke(model_path, recordings[0], "-o", out)
     assert result.exit_code == 0, result.stderr
     assert out.read_text().startswith("Selection\tView\tChannel")  # a Raven table, not CSV
+
+
+def test_when_nothing_passes_the_best_score_and_the_option_are_said(model_path, recordings,
+                                                                     tmp_path):
+    from asttag.thresholds import KEY
+
+    model = checkpoint.load(model_path)
+    strict = checkpoint.save(model, tmp_path / "strict.safetensors",
+                             extra={KEY: {"value": 1.0, "rule": "chosen on 9 held-out clips"}})
+    result = invoke(strict, recordings[0], "--events", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "no events at or over the threshold 1, chosen on 9 held-out clips; the best score was" in said
+    assert "a lower -t/--threshold lowers the bar" in said
+    assert result.stdout.splitlines()[1:] == []  # the header only
+    tags = invoke(model_path, recordings[0], "-t", "1")
+    assert "no tags at or over the threshold 1; the best score was" in " ".join(tags.stderr.split())
+    quiet = invoke(strict, recordings[0], "--events", "-q")
+    assert "best score" not in quiet.stderr

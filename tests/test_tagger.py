@@ -341,3 +341,20 @@ def test_a_hop_longer_than_the_window_says_how_much_audio_is_never_analysed(capl
         assert warnings == []
     else:
         assert len(warnings) == 1 and said in warnings[0] and "never analysed" in warnings[0]
+
+
+def test_events_use_the_threshold_the_checkpoint_recommends_unless_one_is_given(tmp_path):
+    from asttag.thresholds import KEY
+
+    path = write_loud_middle(tmp_path / "loud.wav")
+    model = EnergyModel()
+    assert Tagger(model, device="cpu").event_threshold == 0.5  # no record: the fallback
+    model.extra = {KEY: {"value": 0.96, "rule": "chosen on held-out clips"}}
+    t = Tagger(model, device="cpu")
+    assert t.event_threshold == 0.96 and t.event_threshold_source.rule == "chosen on held-out clips"
+    result = t.tag(path)
+    assert result.events == []  # every window scores 0.95
+    best = t.strongest(result)
+    assert (best.score, best.start, best.end) == (pytest.approx(0.95), 0.0, 1.0)
+    assert t.strongest(result, clip=True).end == result.duration
+    assert len(Tagger(model, device="cpu", threshold=0.5).tag(path).events) == 3

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from training_fixtures import make_esc50, tiny_recipe, write_clip
 
 from asttag import checkpoint
+from asttag.thresholds import FALLBACK, recommended
 from asttag.datasets import Example
 from asttag.ensemble import Ensemble, save_bundle
 from asttag.features import FeatureConfig, normalize
@@ -306,6 +307,11 @@ def test_a_run_writes_its_directory(tmp_path, esc):
     meta = checkpoint.read_metadata(run / "checkpoints" / "epoch_002.safetensors")
     assert meta["extra"]["epoch"] == 2 and meta["extra"]["recipe"] == "tiny"
     assert meta["extra"]["metrics"]["accuracy"] == records[1]["accuracy"]
+    # The event threshold it recommends was chosen on the validation clips, the rule recorded.
+    recorded = recommended(checkpoint.load(run / "checkpoints" / "epoch_002.safetensors"))
+    assert recorded.to_dict() == records[1]["event_threshold"] and "micro-F1" in recorded.rule
+    assert recorded != FALLBACK and 0 < recorded.value < 1
+    assert recommended(checkpoint.load(run / "averaged.safetensors")) != FALLBACK
     best = result.summary["best_epoch"]
     assert _same_weights(run / "best.safetensors", run / "checkpoints" / f"epoch_{best:03d}.safetensors")
     averaged = checkpoint.load(run / "averaged.safetensors")

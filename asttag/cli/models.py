@@ -56,6 +56,7 @@ def list_models(
 def describe(model, *, source: str, fmt: str) -> dict:
     """What a loaded model or ensemble is, as plain data."""
     from ..ensemble import Ensemble
+    from ..thresholds import recommended
 
     f, labels = model.features, model.labels
     data = {
@@ -65,6 +66,7 @@ def describe(model, *, source: str, fmt: str) -> dict:
         "features": {**f.to_dict(), "window_seconds": f.window_seconds},
         "labels": {"count": len(labels), "multi_label": labels.multi_label,
                    "first": list(labels.names[:5])},
+        "event_threshold": recommended(model).to_dict(),
     }
     if isinstance(model, Ensemble):
         data["members"] = [_architecture(m.config) for m in model.members]
@@ -118,6 +120,8 @@ def info(
         f"labels       {labels['count']} "
         f"({'multi-label' if labels['multi_label'] else 'single-label'}): "
         + ", ".join(labels["first"]) + (", ..." if labels["count"] > 5 else ""),
+        f"threshold    {data['event_threshold']['value']:g} for events "
+        f"({data['event_threshold']['rule']})",
     ]
     if data.get("extra"):
         lines.append(f"extra        {json.dumps(data['extra'])}")

@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Optional
 
 import typer
 
@@ -74,6 +74,7 @@ class _Progress:
 
     def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:
         self.done_word = done
+        self.explain: Callable[[TagResult], str | None] | None = None  # says why a file gave nothing
         self.files = 0
         self.failures = 0
         self.seconds = 0.0
@@ -116,6 +117,8 @@ class _Progress:
 
     def done(self, result: TagResult) -> None:
         self.files += 1
+        if self.explain is not None and (why := self.explain(result)):
+            _note(why)
         self._refresh()
 
     def failed(self, failure: TagFailure) -> None:
@@ -150,6 +153,24 @@ class _Progress:
         text = (f"{self.done_word} {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
                 f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
         return text + (f"; {self.failures} failed" if self.failures else "")
+
+
+def _nothing_passed(tagger: Tagger, mode: str, result: TagResult) -> str | None:
+    """Why a file gave no rows, when a threshold kept everything out: the best score seen."""
+    if mode == "events":
+        empty, bar, what = not result.events, tagger.event_threshold, "events"
+    elif tagger.threshold is not None:
+        empty, bar, what = not (result.segments if mode == "segments" else result.tags), \
+            tagger.threshold, "segments" if mode == "segments" else "tags"
+    else:
+        return None
+    if not empty:
+        return None
+    best = tagger.strongest(result, clip=what == "tags")
+    where = "" if what == "tags" else f" at {best.start:.2f}-{best.end:.2f} s"
+    source = "" if tagger.threshold is not None else f", {tagger.event_threshold_source.rule}"
+    return (f"{result.path}: no {what} at or over the threshold {bar:g}{source}; the best score "
+            f"was {best.score:.3f} ({best.label}{where}): a lower -t/--threshold lowers the bar")
 
 
 def _note(text: str) -> None:
@@ -231,7 +252,8 @@ def tag(
         help="Keep the K best labels (default: 5, or all over --threshold when one is given)."),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", "-t", min=0.0, max=1.0,
-        help="Keep labels scoring at least this; events use it too (default for events: 0.5)."),
+        help="Keep labels scoring at least this; events use it too (default for events: the "
+             "model's recommended threshold, see `asttag models info`; 0.5 where it has none)."),
     labels: Optional[list[str]] = typer.Option(
         None, "--labels", "-l", help="Only these labels (names, ids or indices; comma-separated "
                                      "or repeated)."),
@@ -320,6 +342,8 @@ def tag(
         _usage(str(e))
     # A live bar only where someone watches it; one per job, not one per rank.
     progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal)
+    if not quiet:
+        progress.explain = lambda result: _nothing_passed(tagger, mode, result)
     try:
         result = tag_files(
             tagger, paths, writer=writer, stream=_PausedStdout(progress) if to_stdout else None,

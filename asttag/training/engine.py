@@ -24,6 +24,8 @@ from ..inference import ClipDataset, example_logits, target_matrix
 from ..metrics import evaluate_scores
 from ..model import AST
 from ..recipes import Recipe, load_recipe
+from ..thresholds import KEY as THRESHOLD_KEY
+from ..thresholds import calibrate
 from ..rundir import (
     AVERAGED_FILE,
     BEST_FILE,
@@ -221,13 +223,19 @@ class _Trainer:
         targets = target_matrix(examples, len(model.labels))
         logits_t = torch.from_numpy(full)
         loss = training_loss(logits_t, torch.from_numpy(targets), self.recipe.loss).item()
-        m = evaluate_scores(model.probabilities(logits_t).numpy(), targets, labels=model.labels)
+        probabilities = model.probabilities(logits_t).numpy()
+        m = evaluate_scores(probabilities, targets, labels=model.labels)
+        # The event threshold the checkpoint recommends, chosen on these held-out clips.
+        threshold = calibrate(probabilities, targets, held_out=f"{len(examples)} held-out clips")
         return {"loss": loss, "accuracy": m.accuracy, "mAP": _json_number(m.mAP),
-                "mean_auc": _json_number(m.mean_auc), "d_prime": _json_number(m.d_prime)}
+                "mean_auc": _json_number(m.mean_auc), "d_prime": _json_number(m.d_prime),
+                THRESHOLD_KEY: threshold.to_dict()}
 
     def _save_epoch(self, epoch: int, records: list[dict]) -> None:
         record = records[-1]
         extra = {"epoch": epoch, "metrics": _metrics(record), "recipe": self.recipe.name}
+        if THRESHOLD_KEY in record:
+            extra[THRESHOLD_KEY] = record[THRESHOLD_KEY]
         save(self.model, self.run.checkpoint(epoch), extra=extra)
         self.run.write_metrics(records)
         if _best_epoch(records) == epoch:
@@ -283,8 +291,10 @@ class _Trainer:
             self.observer.validating("averaged model")
             result.update(self._score(model, self.splits.valid))
         if self.processes.is_main:
-            save(model, self.run.file(AVERAGED_FILE),
-                 extra={"averaged_epochs": [first, last], "metrics": result, "recipe": self.recipe.name})
+            extra = {"averaged_epochs": [first, last], "metrics": result, "recipe": self.recipe.name}
+            if THRESHOLD_KEY in result:
+                extra[THRESHOLD_KEY] = result[THRESHOLD_KEY]
+            save(model, self.run.file(AVERAGED_FILE), extra=extra)
         self.processes.barrier()
         return result
 
