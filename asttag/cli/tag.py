@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ..runs import JobError, JobPlan
-    from ..tagger import TagFailure, TagResult
+    from ..tagger import TagFailure, Tagger, TagResult
 
 
 def _usage(message: str) -> NoReturn:
