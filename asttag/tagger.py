@@ -32,8 +32,9 @@ from .audio import AudioError, iter_blocks
 from .choices import AGGREGATES, DEFAULT_DEVICE, PADS, TAG_PRECISIONS
 from .device import autocast, refuse_fp16_off_cuda, resolve_device
 from .features import FeatureConfig, fbank, normalize, window_features
-from .thresholds import Threshold, recommended
+from .labels import LabelSet
 from .model import TaggingModel
+from .thresholds import Threshold, recommended
 
 __all__ = [
     "Tagger",
@@ -43,6 +44,8 @@ __all__ = [
     "Event",
     "WindowPlan",
     "default_batch_size",
+    "default_aggregate",
+    "aggregate_windows",
 ]
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,17 @@ def default_batch_size(features: FeatureConfig, device_type: str) -> int:
         return _CUDA_BATCH
     low, high = _CPU_BATCH_RANGE
     return max(low, min(high, _CPU_BATCH_VALUES // (features.target_length * features.num_mel_bins)))
+
+
+def default_aggregate(labels: LabelSet) -> str:
+    """How window scores become clip scores unless told: the max for multi-label models (a
+    sound anywhere tags the clip), the mean for single-label ones."""
+    return "max" if labels.multi_label else "mean"
+
+
+def aggregate_windows(scores: np.ndarray, how: str) -> np.ndarray:
+    """Clip scores (classes,) of window scores (windows, classes), by `how` (max or mean)."""
+    return scores.max(axis=0) if how == "max" else scores.mean(axis=0)
 
 
 @dataclass(frozen=True)
@@ -402,7 +416,7 @@ class Tagger:
         self.model = _prepare(model, device=self.device, precision=precision)
         self.batch_size = batch_size or default_batch_size(self.features, self.device.type)
         self.pad = pad
-        self.aggregate = aggregate or ("max" if self.label_set.multi_label else "mean")
+        self.aggregate = aggregate or default_aggregate(self.label_set)
         self.threshold = threshold
         self.top_k = top_k if top_k is not None else (None if threshold is not None else DEFAULT_TOP_K)
         # Without a threshold, events use the one the model's checkpoint recommends (0.5 if none).
@@ -525,7 +539,7 @@ class Tagger:
 
     def _result(self, path: str, duration: float, scores: np.ndarray) -> TagResult:
         starts, ends = self.plan.spans(len(scores), duration)
-        clip = scores.max(axis=0) if self.aggregate == "max" else scores.mean(axis=0)
+        clip = aggregate_windows(scores, self.aggregate)
         segments = [
             tag for i in range(len(scores))
             for tag in self._select(scores[i], start=float(starts[i]), end=float(ends[i]))

@@ -20,6 +20,7 @@ from . import tag, train, evaluate, average, ensemble, models  # noqa: E402,F401
 from . import distill  # noqa: E402,F401
 from . import embed  # noqa: E402,F401
 from . import plot  # noqa: E402,F401
+from . import probe  # noqa: E402,F401
 
 
 # What writing to a stream fails with: no file name, and only a stream of data is written to.
