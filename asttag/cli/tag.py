@@ -47,7 +47,9 @@ def _read_inputs(specs: list[str], *, recursive: bool) -> list[str]:
     expanded: list[str] = []
     for spec in specs:
         if spec == "-":  # `find . -name '*.flac' | asttag tag -`
-            expanded.extend(line.rstrip("\r\n") for line in sys.stdin if line.strip())
+            # Bytes, decoded as the OS decodes names, so that any name on disk comes through.
+            expanded.extend(os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer
+                            if line.strip())
         else:
             expanded.append(spec)
     return find_audio(expanded, recursive=recursive)
@@ -232,7 +234,8 @@ def _job_usage(error: JobError) -> NoReturn:
 def tag(
     inputs: list[str] = typer.Argument(
         ..., metavar="INPUT...",
-        help="Audio files, directories, glob patterns, or - to read paths from stdin."),
+        help="Audio or video files (wav, flac, mp3, ogg, opus, m4a, mp4, mov, mkv, webm, ...: what "
+             "libsndfile or FFmpeg reads), directories, glob patterns, or - to read paths from stdin."),
     model: str = typer.Option(
         "default", "--model", "-m",
         help="A name from `asttag models list`, an asttag checkpoint, an official .pth file or a "
