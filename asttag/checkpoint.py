@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 
 from ._version import __version__
-from .atomic import atomic_directory, atomic_path
+from .atomic import atomic_directory
 from .features import AUDIOSET_STATS, ESC50_STATS, SPEECH_COMMANDS_STATS, FeatureConfig
+from .fileformat import check_stamp, write_safetensors
 from .labels import LabelSet, audioset, esc50, speech_commands
 from .model import AST, ASTConfig
 
@@ -66,19 +67,9 @@ class CheckpointError(ValueError):
 
 def save(model: AST, path: str | Path, *, extra: dict | None = None) -> Path:
     """Write `model` as one self-describing .safetensors file, atomically."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
-        **description_metadata(model),
-        "extra": json.dumps(extra or {}),
-    }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    return write_safetensors(path, tensors, format_name=FORMAT_NAME, format_version=FORMAT_VERSION,
+                             fields={**description_metadata(model), "extra": json.dumps(extra or {})})
 
 
 def description_metadata(model: AST) -> dict[str, str]:
@@ -107,16 +98,8 @@ def safetensors_header(path: str | Path) -> dict[str, str]:
 def checked_header(path: Path, *, format_name: str, max_version: int, what: str) -> dict[str, str]:
     """The metadata of a file marked `format_name`, refused if a newer asttag wrote it."""
     raw = safetensors_header(path)
-    if raw.get("format") != format_name:
-        raise CheckpointError(f"{path}: not {what}")
-    text = raw.get("format_version", "0")
-    if not text.isdigit():
-        raise CheckpointError(f"{path}: format_version {text!r} is not a whole number")
-    version = int(text)
-    if version > max_version:
-        raise CheckpointError(
-            f"{path}: {what} written by a newer asttag (format {version}); upgrade asttag to read it"
-        )
+    check_stamp(raw, source=path, format_name=format_name, max_version=max_version, what=what,
+                error=CheckpointError)
     return raw
 
 

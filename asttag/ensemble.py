@@ -17,8 +17,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._version import __version__
-from .atomic import atomic_path
 from .checkpoint import (
     CheckpointError,
     checked_header,
@@ -28,6 +26,7 @@ from .checkpoint import (
     safetensors_header,
 )
 from .features import FeatureConfig, convert_input
+from .fileformat import write_safetensors
 from .labels import LabelSet, label_problems
 from .model import AST
 
@@ -110,9 +109,6 @@ def save_bundle(ensemble: Ensemble, path: str | Path, *, extra: dict | None = No
     Tensors are the ensemble's state dict (`members.<i>.<key>`); the metadata lists each
     member's config, features, labels and training facts, so the file describes itself.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
     members = [
         {
             "config": m.config.to_dict(),
@@ -122,18 +118,12 @@ def save_bundle(ensemble: Ensemble, path: str | Path, *, extra: dict | None = No
         }
         for m in ensemble.members
     ]
-    metadata = {
-        "format": BUNDLE_FORMAT,
-        "format_version": str(BUNDLE_VERSION),
-        "asttag_version": __version__,
-        "members": json.dumps(members),
-        "extra": json.dumps(extra if extra is not None else ensemble.extra),
-    }
+    fields = {"members": json.dumps(members),
+              "extra": json.dumps(extra if extra is not None else ensemble.extra)}
     # clone: safetensors refuses tensors sharing memory, which one module listed twice does.
     tensors = {k: v.detach().to("cpu").clone() for k, v in ensemble.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
-    return path
+    return write_safetensors(path, tensors, format_name=BUNDLE_FORMAT,
+                             format_version=BUNDLE_VERSION, fields=fields)
 
 
 def is_bundle(path: str | Path) -> bool:

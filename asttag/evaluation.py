@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._version import __version__
 from .atomic import atomic_path, sha256_file
+from .choices import DEFAULT_DEVICE, Precision
 from .datasets import DatasetSplits, Example
 from .datasets.base import quote
 from .ensemble import EnsembleError
-from .choices import DEFAULT_DEVICE, Precision
+from .fileformat import check_stamp, stamp
 from .inference import predict_examples, target_matrix
 from .labels import LabelSet, label_problems
 from .metrics import Metrics, evaluate_scores
@@ -147,9 +147,7 @@ def save_predictions(predictions: Predictions, path: str | Path) -> Path:
     """Write predictions as a .npz file (no pickles inside), atomically."""
     path = Path(path)
     meta = {
-        "format": PREDICTIONS_FORMAT,
-        "format_version": PREDICTIONS_VERSION,
-        "asttag_version": __version__,
+        **stamp(PREDICTIONS_FORMAT, PREDICTIONS_VERSION),
         "multi_label": predictions.labels.multi_label,
         "model": predictions.model,
     }
@@ -176,10 +174,8 @@ def load_predictions(path: str | Path) -> Predictions:
         raise EvaluationError(f"{path}: not a readable predictions file ({e})") from None
     try:
         meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != PREDICTIONS_FORMAT:
-            raise EvaluationError(f"{path}: a .npz file, but not asttag predictions")
-        if int(meta["format_version"]) > PREDICTIONS_VERSION:
-            raise EvaluationError(f"{path}: written by a newer asttag; upgrade asttag to read it")
+        check_stamp(meta, source=path, format_name=PREDICTIONS_FORMAT,
+                    max_version=PREDICTIONS_VERSION, what="asttag predictions", error=EvaluationError)
         return Predictions(
             scores=arrays["scores"],
             targets=arrays["targets"],
