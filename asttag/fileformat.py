@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .atomic import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["stamp", "check_stamp", "write_safetensors"]
 
