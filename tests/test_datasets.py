@@ -424,10 +424,11 @@ def test_folder_classes_are_sorted_subfolders(tmp_path):
     root = make_class_folders(tmp_path, {"dog": 3, "cat": 2})
     (root / "cat" / "notes.txt").write_text("not audio")
     (root / "cat" / "._clip0.wav").write_bytes(b"macOS resource fork")
+    (root / "dog" / "memo.m4a").write_bytes(b"FFmpeg's, taken like libsndfile's")
     write_audio(root / ".cache" / "x.wav")
     splits = load_dataset("folder", root)
     assert splits.labels.names == ("cat", "dog") and not splits.labels.multi_label
-    assert [e.labels for e in splits.train] == [(0,), (0,), (1,), (1,), (1,)]
+    assert [e.labels for e in splits.train] == [(0,), (0,), (1,), (1,), (1,), (1,)]
     assert splits.valid == [] and splits.test is None
 
 

@@ -16,18 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
+from ..audio import AUDIO_SUFFIXES as AUDIO_EXTENSIONS
 from ..labels import LabelSet, read_label_file
-
-# Suffixes of the containers libsndfile decodes, kept only where this build of it can.
-_SUFFIX_FORMATS = {
-    ".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".opus": "OGG", ".mp3": "MP3",
-    ".aiff": "AIFF", ".aif": "AIFF", ".au": "AU", ".caf": "CAF", ".w64": "W64",
-}  # fmt: skip
-AUDIO_EXTENSIONS = frozenset(
-    suffix for suffix, fmt in _SUFFIX_FORMATS.items() if fmt in soundfile.available_formats()
-)
 
 # How many names an error or note quotes before it only counts.
 _QUOTED = 5

@@ -1,7 +1,8 @@
 """A folder with one subfolder per class (single-label), audio files inside at any depth.
 
 Classes are the subfolder names, sorted; hidden folders are skipped. Audio files are those with a
-suffix libsndfile reads (see `AUDIO_EXTENSIONS`). A validation split can be held out per class.
+suffix asttag decodes (`asttag.audio.AUDIO_SUFFIXES`: libsndfile's and FFmpeg's). A validation
+split can be held out per class.
 """
 
 from __future__ import annotations
