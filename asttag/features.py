@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .audio import resample, to_mono
+
 __all__ = [
     "FeatureConfig",
     "AUDIOSET_STATS",
@@ -143,8 +145,6 @@ def clip_features(wave: torch.Tensor, sample_rate: int, config: FeatureConfig) -
 
     `wave` is (samples,) or (channels, samples); it is mixed to mono and resampled first.
     """
-    from .audio import resample, to_mono
-
     mono = resample(to_mono(wave), sample_rate, config.sample_rate)
     return normalize(pad_or_crop(fbank(mono, config), config.target_length), config)
 

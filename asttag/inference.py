@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .atomic import atomic_path
 from .audio import load as load_audio
-from .datasets import Example, target_vector
 from .choices import DEFAULT_DEVICE, Precision
+from .datasets import Example, target_vector
 from .device import autocast, resolve_device, resolve_precision
 from .features import FeatureConfig, fbank, normalize, pad_or_crop
 from .model import AST, TaggingModel
