@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -24,6 +25,7 @@ RECIPE_DIR = Path(__file__).resolve().parent / "data" / "recipes"
 LOSSES = ("bce", "ce")
 METRICS = ("auto", "accuracy", "mAP")
 INIT_KINDS = ("audioset", "imagenet", "none")
+BASE_WIDTH = 768  # AST base's embedding width: narrower model starts count as `small`
 _INTS = ("epochs", "batch_size", "num_mel_bins", "target_length", "warmup_steps", "lr_decay_start",
          "lr_decay_step", "freqm", "timem", "grad_accum", "seed")
 _FLOATS = ("lr", "norm_mean", "norm_std", "weight_decay", "lr_decay", "mixup")
@@ -76,9 +78,13 @@ class Recipe:
     precision: str = "auto"
     seed: int = 0
     valid_batch_size: int | None = None  # default: batch_size
+    # Keys set over the recipe (flags, --set; `with_overrides` records them): a model the run
+    # starts from keeps its own mel bins and patch strides unless these name them.
+    overridden: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self._check_types()
+        object.__setattr__(self, "overridden", tuple(self.overridden))
         for name in ("stride", "betas", "average_epochs"):
             value = getattr(self, name)
             if value is not None:
@@ -135,9 +141,22 @@ class Recipe:
         """audioset, imagenet, none, or checkpoint (a path or model name)."""
         return self.init if self.init in INIT_KINDS else "checkpoint"
 
-    def resolved(self) -> Recipe:
-        """The recipe with the learning rate its initialisation calls for, made explicit."""
-        return self.replace(lr=float(self.lr_by_init.get(self.init_kind, self.lr)), lr_by_init={})
+    def resolved(self, init: Any = None) -> Recipe:
+        """The recipe with what its start calls for made explicit.
+
+        `init` is the ASTConfig of the model a `checkpoint` start loads. That model keeps its own
+        mel bins and patch strides (unless `overridden` names them), and an encoder narrower than
+        AST base (such as the embedded default) takes the learning rate `lr_by_init` gives
+        `small` starts; the rest take the one for their init kind, else `lr`.
+        """
+        kind, layout = self.init_kind, {}
+        if init is not None and kind == "checkpoint":
+            if init.embed_dim < BASE_WIDTH:
+                kind = "small"
+            layout = {key: value for key, value in (("num_mel_bins", init.num_mel_bins),
+                                                    ("stride", tuple(init.stride)))
+                      if key not in self.overridden}
+        return self.replace(lr=float(self.lr_by_init.get(kind, self.lr)), lr_by_init={}, **layout)
 
     def replace(self, **changes) -> Recipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -147,7 +166,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
-        for name in ("stride", "betas", "average_epochs"):
+        for name in ("stride", "betas", "average_epochs", "overridden"):
             if data[name] is not None:
                 data[name] = list(data[name])
         return data
@@ -184,6 +203,7 @@ class Recipe:
                 data[head] = {**data[head], rest: value}
             else:
                 data[head] = value
+        data["overridden"] = sorted({*self.overridden, *(k.partition(".")[0] for k in overrides)})
         return Recipe.from_dict(data, source="recipe overrides")
 
 

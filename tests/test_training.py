@@ -37,6 +37,7 @@ from asttag.training import (
     build_model,
     learning_rate,
     mix_waves,
+    resolve,
     resume,
     train,
     training_loss,
@@ -418,3 +419,23 @@ def test_two_process_ddp_run_writes_one_run_directory(tmp_path, esc):
     state = torch.load(out / "training_state.pt", weights_only=True)
     assert state["world_size"] == 2 and state["global_step"] == 10  # batch 8 = 2 x 4 per step
     assert not list(tmp_path.glob("runs")) and len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_model_start_keeps_its_mel_bins_and_strides_and_its_size_sets_the_lr(tmp_path, esc):
+    # `finetune esc50 --init default` used to rebuild the 64-mel, 16/16 default model on the
+    # recipe's 128 mel bins and 10/10 strides, at AST-P's learning rate.
+    labels = LabelSet.from_names(list("abcde"), multi_label=False)
+    source = build_model(_recipe(tmp_path, esc, stride=[12, 12], num_mel_bins=48), labels)
+    path = checkpoint.save(source, tmp_path / "source.safetensors")
+    recipe = _recipe(tmp_path, esc, init=str(path), lr_by_init={"small": 3e-4, "none": 1.0})
+    resolved, loaded = resolve(recipe)
+    assert (resolved.stride, resolved.num_mel_bins, resolved.lr) == ((12, 12), 48, 3e-4)
+    model = build_model(resolved, labels, source=loaded)
+    assert model.config.stride == (12, 12) and model.features.num_mel_bins == 48
+    for key, value in source.state_dict().items():  # nothing had to be adapted
+        assert torch.equal(model.state_dict()[key], value), key
+    # What the user sets wins; an encoder as wide as AST base takes the recipe's own lr.
+    told, _ = resolve(recipe.with_overrides({"stride": [16, 16]}))
+    assert (told.stride, told.num_mel_bins) == ((16, 16), 48)
+    assert recipe.resolved(source.config.replace(embed_dim=768)).lr == recipe.lr
+    assert recipe.replace(init="none").resolved().lr == 1.0

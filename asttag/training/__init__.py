@@ -39,7 +39,7 @@ from .interface import CrossValidation, Observer, RunResult, Runtime, TargetSour
 from .loss import training_loss
 from .sampling import EpochSampler, SampleKey, balanced_weights
 from .schedule import learning_rate
-from .setup import AUDIOSET_MODEL, build_model, load_splits
+from .setup import AUDIOSET_MODEL, build_model, load_splits, resolve
 
 __all__ = [
     "TrainingError",
@@ -58,6 +58,7 @@ __all__ = [
     "augment",
     "training_loss",
     "build_model",
+    "resolve",
     "load_splits",
     "train",
     "resume",

@@ -44,7 +44,7 @@ from .loss import training_loss
 from .sampling import EpochSampler, balanced_weights
 from .schedule import learning_rate
 from .seeds import derive_seed, seed_everything, seed_worker
-from .setup import build_model, load_splits
+from .setup import build_model, load_splits, resolve
 
 __all__ = ["train", "resume", "cross_validate"]
 
@@ -330,15 +330,16 @@ def train(
     `targets` replaces the data's targets batch by batch (see TargetSource).
     """
     processes = join_processes(runtime.device)
-    recipe = recipe.resolved()
+    recipe, source = resolve(recipe)
     chosen = Path(run_dir) if run_dir else RunDirectory.new(recipe.name).path
     run = RunDirectory(processes.broadcast(chosen))
     if run.started():
         raise TrainingError(f"{run.path} already holds a training run: resume it (--resume "
                             f"{run.path}) or choose another output folder")
     splits = load_splits(recipe)
-    trainer = _Trainer(recipe, run, splits, build_model(recipe, splits.labels), runtime=runtime,
-                       processes=processes, observer=observer or Observer(), targets=targets)
+    trainer = _Trainer(recipe, run, splits, build_model(recipe, splits.labels, source=source),
+                       runtime=runtime, processes=processes, observer=observer or Observer(),
+                       targets=targets)
     # Nothing is written before every check passed, and before every process checked the folder.
     processes.barrier()
     if processes.is_main:
@@ -411,7 +412,7 @@ def cross_validate(
     one is resumed and the others run: how an interrupted cross-validation continues.
     """
     processes = join_processes(runtime.device)
-    recipe = recipe.resolved()
+    recipe, _ = resolve(recipe)
     chosen = Path(run_dir) if run_dir else RunDirectory.new(recipe.name).path
     root = Path(processes.broadcast(chosen))
     if not go_on and (root / CROSS_VALIDATION_FILE).exists():

@@ -17,7 +17,7 @@ from ..pretrained import audioset_init, imagenet_init
 from ..recipes import Recipe
 from .interface import TrainingError
 
-__all__ = ["AUDIOSET_MODEL", "load_splits", "feature_config", "build_model"]
+__all__ = ["AUDIOSET_MODEL", "load_splits", "feature_config", "resolve", "build_model"]
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,32 @@ def feature_config(recipe: Recipe) -> FeatureConfig:
                          mean=recipe.norm_mean, std=recipe.norm_std)
 
 
-def build_model(recipe: Recipe, labels: LabelSet) -> AST:
+def _init_model(recipe: Recipe) -> AST:
+    """The model a recipe's `audioset` or checkpoint start transfers from."""
+    source = load_model(AUDIOSET_MODEL if recipe.init == "audioset" else recipe.init, device="cpu")
+    if not isinstance(source, AST):
+        raise TrainingError(f"{recipe.init}: an ensemble bundle has no one encoder to start from; "
+                            "give one model")
+    return source
+
+
+def resolve(recipe: Recipe) -> tuple[Recipe, AST | None]:
+    """The recipe made explicit for its start (`Recipe.resolved`) and, for a start from a model
+    file or name, that model (loaded once, for `build_model`)."""
+    if recipe.init_kind != "checkpoint":
+        return recipe.resolved(), None
+    source = _init_model(recipe)
+    return recipe.resolved(source.config), source
+
+
+def build_model(recipe: Recipe, labels: LabelSet, *, source: AST | None = None) -> AST:
     """The model a recipe starts from: a head for `labels`, the encoder as `recipe.init` says.
 
     none: random (seeded by recipe.seed); imagenet: DeiT weights (recipe.imagenet_weights, else
     a timm download); audioset: the published AudioSet model; anything else: a checkpoint path
-    or model name. Transferred encoders keep their own architecture (size and model overrides
-    apply to none and imagenet only); a checkpoint with this very label set and input keeps its
-    head too, so a run can go on from another.
+    or model name (`source`, when `resolve` loaded it already). Transferred encoders keep their
+    own architecture (size and model overrides apply to none and imagenet only); a checkpoint
+    with this very label set and input keeps its head too, so a run can go on from another.
     """
     features = feature_config(recipe)
     torch.manual_seed(recipe.seed)
@@ -63,10 +81,7 @@ def build_model(recipe: Recipe, labels: LabelSet) -> AST:
         if recipe.init == "none":
             return AST(config, features=features, labels=labels)
         return imagenet_init(config, weights=recipe.imagenet_weights, features=features, labels=labels)
-    source = load_model(AUDIOSET_MODEL if recipe.init == "audioset" else recipe.init, device="cpu")
-    if not isinstance(source, AST):
-        raise TrainingError(f"{recipe.init}: an ensemble bundle has no one encoder to start from; "
-                            "give one model")
+    source = source if source is not None else _init_model(recipe)
     if recipe.model:
         log.warning("recipe %s: model overrides are ignored: the architecture comes from %s",
                     recipe.name, recipe.init)
