@@ -37,7 +37,7 @@ def refuse_fp16_off_cuda(precision: str, device: torch.device) -> None:
         raise ValueError(f"fp16 needs a CUDA device; on {device.type} use bf16 or fp32")
 
 
-def resolve_precision(precision: Precision, device: torch.device) -> str:
+def resolve_precision(precision: Precision | str, device: torch.device) -> str:
     """The precision to compute in: 'auto' is bf16 (else fp16) on CUDA and fp32 on the CPU.
 
     bf16 on a CPU is allowed where oneDNN runs it natively; fp16 needs CUDA.

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,12 +129,12 @@ def target_matrix(examples: Sequence[Example], num_classes: int) -> np.ndarray:
 def _outputs(
     model: TaggingModel,
     examples: Sequence[Example],
-    compute: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    compute: Callable[[Any, torch.Tensor], torch.Tensor],  # (the model, input) -> outputs
     *,
     batch_size: int,
     device: str | torch.device,
     workers: int,
-    precision: Precision,
+    precision: Precision | str,
     cache: str | Path | None,
 ) -> np.ndarray:
     if batch_size < 1:
@@ -159,7 +160,7 @@ def example_logits(
     batch_size: int = 32,
     device: str | torch.device = DEFAULT_DEVICE,
     workers: int = 0,
-    precision: Precision = "fp32",
+    precision: Precision | str = "fp32",
     cache: str | Path | None = None,
 ) -> np.ndarray:
     """Logits (examples, classes) float32 of an AST on each example; see predict_examples."""
@@ -185,8 +186,8 @@ def predict_examples(
 
     batch_size: clips per forward pass. device: 'cpu', 'cuda', 'cuda:N', 'auto' or a
     torch.device. workers: DataLoader processes decoding audio (0: decode in this process).
-    precision: 'fp32', 'bf16', 'fp16' or 'auto' (see device.resolve_precision). cache: a folder that
-    keeps decoded audio and log-mel frames for later passes (see FeatureCache).
+    precision: 'fp32', 'bf16', 'fp16' or 'auto' (see device.resolve_precision). cache: a
+    folder that keeps decoded audio and log-mel frames for later passes (see FeatureCache).
     An undecodable clip raises asttag.audio.AudioError naming the file.
     """
     return _outputs(model, examples, lambda m, x: m.predict(x), batch_size=batch_size,
