@@ -36,11 +36,14 @@ __all__ = [
     "DEFAULT_WIDTH",
     "INSTALL_HINT",
     "PlotError",
+    "RUN_PICTURE",
     "RunMetrics",
     "draw_evaluation",
     "draw_recording",
     "draw_run",
     "event_columns",
+    "is_training_run",
+    "picture_paths",
     "read_run_metrics",
     "require_matplotlib",
     "score_columns",
@@ -79,6 +82,37 @@ def _save(figure: Figure, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
     return path
+
+
+# --------------------------------------------------------------------------- where pictures go
+
+RUN_PICTURE = "metrics.png"  # a training run's picture, inside its directory
+
+
+def is_training_run(path: str | Path) -> bool:
+    """A directory holding a training run's metrics or a cross-validation."""
+    from .training import CROSS_VALIDATION_FILE, METRICS_FILE
+
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists() for name in (METRICS_FILE, CROSS_VALIDATION_FILE))
+
+
+def picture_paths(sources: Sequence[str | Path], *, directory: str | Path | None = None) -> dict[Path, Path]:
+    """Where the picture of each input goes: beside it with the suffix .png (a training run's
+    inside it as metrics.png), or in `directory` under the input's name. Raises ValueError when
+    two inputs would be drawn to one picture."""
+    targets: dict[Path, Path] = {}
+    drawn_from: dict[Path, Path] = {}
+    for source in map(Path, sources):
+        run = is_training_run(source)
+        if directory is not None:
+            target = Path(directory) / (f"{source.name}.png" if run else Path(source.name).with_suffix(".png"))
+        else:
+            target = source / RUN_PICTURE if run else source.with_suffix(".png")
+        if target in drawn_from and drawn_from[target] != source:
+            raise ValueError(f"{drawn_from[target]} and {source} would both be drawn to {target}")
+        drawn_from[target], targets[source] = source, target
+    return targets
 
 
 # --------------------------------------------------------------------------- recordings

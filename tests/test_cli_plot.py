@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from test_plot import predictions, read_png, write_run
 from test_tagger import bad_inputs, tiny_model, write_wave
@@ -63,3 +65,26 @@ def test_a_damaged_predictions_file_is_named(tmp_path):
     result = invoke(bad)
     assert result.exit_code == 1
     assert f"error: {bad}: not a readable predictions file" in result.stderr
+
+
+def test_tag_draws_each_recording_it_tags_with_plot(tmp_path):
+    model = checkpoint.save(tiny_model(), tmp_path / "tiny.safetensors")
+    recordings = [write_wave(tmp_path / "one.wav", 2.0), write_wave(tmp_path / "two.wav", 1.2)]
+    result = CliRunner().invoke(app, ["tag", *map(str, recordings), "-m", str(model), "--device",
+                                      "cpu", "-f", "csv", "-q", "--plot", str(tmp_path / "pics")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("file,start,end,label")  # the data is unchanged
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["one.png", "two.png"]
+    assert read_png(tmp_path / "pics" / "one.png").shape[1] == 1600
+
+
+@pytest.mark.parametrize("command", ["plot", "tag"])
+def test_without_matplotlib_nothing_is_tagged_and_the_error_says_what_to_install(
+        tmp_path, monkeypatch, command):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    recording = write_wave(tmp_path / "one.wav", 1.0)
+    args = [command, str(recording)] + (["--plot", str(tmp_path / "pics")] if command == "tag" else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "error: pictures need matplotlib: pip install 'asttag[plot]'" in result.stderr

@@ -14,21 +14,6 @@ import typer
 
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
 
-_RUN_PICTURE = "metrics.png"
-
-
-def _is_run(path: Path) -> bool:
-    from ..training import CROSS_VALIDATION_FILE, METRICS_FILE
-
-    return path.is_dir() and any((path / name).exists() for name in (METRICS_FILE, CROSS_VALIDATION_FILE))
-
-
-def _destination(source: Path, *, run: bool, output_dir: Optional[Path]) -> Path:
-    """Beside the input (a run's picture inside its folder), or in `output_dir` by its name."""
-    if run:
-        return output_dir / f"{source.name}.png" if output_dir else source / _RUN_PICTURE
-    return (output_dir / source.name if output_dir else source).with_suffix(".png")
-
 
 @app.command()
 def plot(
@@ -40,7 +25,7 @@ def plot(
     output_dir: Optional[Path] = typer.Option(
         None, "--output-dir", "-o",
         help="Write the pictures here, named after their inputs (default: beside each input; "
-             f"a run's as {_RUN_PICTURE} inside it)."),
+             "a run's as metrics.png inside it)."),
     model: str = typer.Option(
         "default", "--model", "-m", help="The model that tags audio inputs (as for `asttag tag`)."),
     top: int = typer.Option(10, "--top", "-k", min=1, help="Label rows: the K best clip scores."),
@@ -67,19 +52,16 @@ def plot(
         pictures.require_matplotlib()
     except pictures.PlotError as e:
         fail(str(e))
-    runs = [Path(p) for p in inputs if _is_run(Path(p))]
+    runs = [Path(p) for p in inputs if pictures.is_training_run(p)]
     evaluations = [Path(p) for p in inputs if p.lower().endswith(".npz")]
     others = [p for p in inputs if Path(p) not in runs and Path(p) not in evaluations]
     recordings = [Path(p) for p in find_audio(others, recursive=recursive)]
-    targets = {source: _destination(source, run=source in runs, output_dir=output_dir)
-               for source in runs + evaluations + recordings}
-    if not targets:
+    if not runs + evaluations + recordings:
         fail("no audio files, training runs or predictions files in the inputs given", code=EXIT_USAGE)
-    drawn_from: dict[Path, Path] = {}
-    for source, target in targets.items():
-        if target in drawn_from:
-            fail(f"{drawn_from[target]} and {source} would both be drawn to {target}", code=EXIT_USAGE)
-        drawn_from[target] = source
+    try:
+        targets = pictures.picture_paths(runs + evaluations + recordings, directory=output_dir)
+    except ValueError as e:
+        fail(str(e), code=EXIT_USAGE)
 
     failed = False
     for source in runs + evaluations:

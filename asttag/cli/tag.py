@@ -77,6 +77,7 @@ class _Progress:
     def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:
         self.done_word = done
         self.explain: Callable[[TagResult], str | None] | None = None  # says why a file gave nothing
+        self.picture: Callable[[TagResult], object] | None = None  # draws each result (--plot)
         self.files = 0
         self.failures = 0
         self.seconds = 0.0
@@ -121,6 +122,8 @@ class _Progress:
         self.files += 1
         if self.explain is not None and (why := self.explain(result)):
             _note(why)
+        if self.picture is not None:
+            self.picture(result)
         self._refresh()
 
     def failed(self, failure: TagFailure) -> None:
@@ -230,6 +233,25 @@ def _job_usage(error: JobError) -> NoReturn:
     _usage(f"{error.parameter}={os.environ.get(error.parameter, '')}: {error} (set by torchrun)")
 
 
+def _picture_paths(paths: list[str], directory: Path) -> dict[Path, Path]:
+    """Where --plot draws each input; what cannot be drawn is refused before any work."""
+    from ..plot import PlotError, picture_paths, require_matplotlib
+
+    try:
+        require_matplotlib()
+        return picture_paths(paths, directory=directory)
+    except PlotError as e:
+        fail(str(e))
+    except ValueError as e:
+        _usage(str(e))
+
+
+def _drawer(tagger: Tagger, pictures: dict[Path, Path]) -> Callable[[TagResult], object]:
+    from ..plot import draw_recording
+
+    return lambda result: draw_recording(tagger, result, pictures[Path(result.path)])
+
+
 @app.command()
 def tag(
     inputs: list[str] = typer.Argument(
@@ -284,6 +306,9 @@ def tag(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     errors_log: Optional[Path] = typer.Option(
         None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
+    plot_dir: Optional[Path] = typer.Option(
+        None, "--plot", help="Also draw each recording tagged as DIR/<name>.png, as `asttag plot` "
+                             "does (needs asttag[plot])."),
 ) -> None:
     """Tag audio files of any length: clip tags, per-window segments or merged events."""
     from ..runs import JobError, Shard, check_destinations
@@ -313,6 +338,7 @@ def tag(
                          width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 120)
     if writer.per_recording and len(paths) > 1 and output_dir is None:
         _usage(f"{format_name} output describes one recording: with several inputs use --output-dir")
+    pictures = _picture_paths(paths, plot_dir) if plot_dir is not None else None
 
     import torch
 
@@ -347,6 +373,8 @@ def tag(
     progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal)
     if not quiet:
         progress.explain = lambda result: _nothing_passed(tagger, mode, result)
+    if pictures is not None:
+        progress.picture = _drawer(tagger, pictures)
     try:
         result = tag_files(
             tagger, paths, writer=writer, stream=_PausedStdout(progress) if to_stdout else None,
