@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
+from .options import DEVICE, Device
 
 
 @app.command()
@@ -37,7 +38,7 @@ def plot(
         None, "--hop", help="Seconds between window starts (default: the window length)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
     width: int = typer.Option(1600, "--width", min=400, help="Picture width in pixels."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Device = DEVICE,
 ) -> None:
     """Draw PNG pictures: a recording's spectrogram, label scores over time and events; a
     training run's loss, accuracy/mAP and learning rate per epoch; per-class AP of predictions.
