@@ -31,7 +31,7 @@ def plot(
         "default", "--model", "-m", help="The model that tags audio inputs (as for `asttag tag`)."),
     top: int = typer.Option(10, "--top", "-k", min=1, help="Label rows: the K best clip scores."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", min=0.0, max=1.0, help="Event threshold (default 0.5)."),
+        None, "--threshold", "-t", min=0.0, max=1.0, help="Event threshold (default: the one the model recommends, else 0.5)."),
     labels: Optional[list[str]] = typer.Option(
         None, "--labels", "-l", help="Only these labels (names, ids or indices)."),
     hop: Optional[float] = typer.Option(
