@@ -17,8 +17,10 @@ import logging
 import math
 import re
 from collections.abc import Callable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -325,12 +327,19 @@ def _official_key(key: str) -> str | None:
     return key  # left as it is, so the key check names it as unexpected
 
 
-# The head sizes of the published models, and what a head of that size is taken to be when
-# nothing else is said: (label set, what it is called, normalisation mean and std, input length).
+class _Head(NamedTuple):
+    """What a head of a published model's size is taken to be when nothing else is said."""
+
+    labels: Callable[[], LabelSet]
+    name: str
+    stats: tuple[float, float]  # normalisation mean and std
+    target_length: int
+
+
 _HEAD_DEFAULTS = {
-    527: (audioset, "AudioSet", AUDIOSET_STATS, 1024),
-    35: (speech_commands, "Speech Commands", SPEECH_COMMANDS_STATS, 128),
-    50: (esc50, "ESC-50", ESC50_STATS, 512),
+    527: _Head(audioset, "AudioSet", AUDIOSET_STATS, 1024),
+    35: _Head(speech_commands, "Speech Commands", SPEECH_COMMANDS_STATS, 128),
+    50: _Head(esc50, "ESC-50", ESC50_STATS, 512),
 }
 
 
@@ -400,6 +409,7 @@ def official_layout(
             candidates,
         )
     (chosen_stride, _, length), = fits
+    assert length is not None  # an open length was refused above
     inferred = []
     if not stride:
         inferred.append(f"stride {chosen_stride[0]}/{chosen_stride[1]} "
@@ -441,9 +451,10 @@ def from_official(
     num_classes = mapped["head.weight"].shape[0]
     hidden = mapped["blocks.0.mlp.fc1.weight"].shape[0] if depth else 4 * dim
     distilled = "dist_token" in mapped
-    patch = tuple(mapped["patch_proj.weight"].shape[2:])
+    kernel = mapped["patch_proj.weight"].shape
+    patch = (int(kernel[2]), int(kernel[3]))
     known = _HEAD_DEFAULTS.get(num_classes)
-    default_length = known[3] if known else KNOWN_LENGTHS[0]
+    default_length = known.target_length if known else KNOWN_LENGTHS[0]
     n_patches = mapped["pos_embed"].shape[1] - (2 if distilled else 1)
     chosen_stride, length, inferred = official_layout(
         n_patches, source=source, num_mel_bins=num_mel_bins, patch=patch, stride=stride,
@@ -455,7 +466,7 @@ def from_official(
         target_length=length, embed_dim=dim, depth=depth, num_heads=max(1, dim // 64),
         mlp_ratio=hidden / dim, distilled=distilled, norm_eps=1e-6, head_eps=1e-5, preset=None,
     )
-    default_stats = known[2] if known else AUDIOSET_STATS
+    default_stats = known.stats if known else AUDIOSET_STATS
     features = FeatureConfig(
         num_mel_bins=num_mel_bins, target_length=length,
         mean=default_stats[0] if mean is None else mean, std=default_stats[1] if std is None else std,
@@ -471,17 +482,17 @@ def _official_labels(num_classes: int, labels: LabelSet | None, mean: float | No
                      std: float | None, multi_label: bool | None) -> tuple[LabelSet, list[str]]:
     """The label set of an official file (see `from_official`) and what was assumed about it."""
     known = _HEAD_DEFAULTS.get(num_classes)
-    name = known[1] if known else None
+    name = known.name if known else None
     notes = []
     if labels is not None and len(labels) != num_classes:
         raise CheckpointError(f"{len(labels)} labels given for a head of {num_classes} classes")
     if labels is None:
-        labels = known[0]() if known else LabelSet.generic(num_classes)
+        labels = known.labels() if known else LabelSet.generic(num_classes)
         notes.append(f"{name} labels" if name else "generic label names")
     if mean is None or std is None:
         notes.append(f"{name or 'AudioSet'} normalisation statistics")
     if multi_label is None:
-        multi_label = known[0]().multi_label if known else True
+        multi_label = known.labels().multi_label if known else True
         notes.append("multi-label (sigmoid) scores" if multi_label else "single-label (softmax) scores")
     if notes:
         notes[0] = f"{num_classes} classes taken as {notes[0]}"

@@ -556,15 +556,15 @@ class Tagger:
         threshold must be for anything to pass."""
         if clip:
             c = int(np.argmax(result.clip_scores[self.label_indices]))
-            index, start, end = self.label_indices[c], 0.0, result.duration
+            index, start, end = int(self.label_indices[c]), 0.0, result.duration
             score = result.clip_scores[index]
         else:
             chosen = result.scores[:, self.label_indices]
-            w, c = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
-            index, start, end = self.label_indices[c], result.starts[w], result.ends[w]
-            score = chosen[w, c]
+            w, k = np.unravel_index(int(np.argmax(chosen)), chosen.shape)
+            index, start, end = int(self.label_indices[k]), result.starts[w], result.ends[w]
+            score = chosen[w, k]
         return Tag(float(start), float(end), self.label_set.names[index], self.label_set.ids[index],
-                   int(index), float(score))
+                   index, float(score))
 
     def _select(self, scores: np.ndarray, *, start: float, end: float) -> list[Tag]:
         candidates = self.label_indices
