@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .atomic import atomic_path
+from .rundir import CROSS_VALIDATION_FILE, METRICS_FILE, RunDirectory, fold_directory
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -91,8 +92,6 @@ RUN_PICTURE = "metrics.png"  # a training run's picture, inside its directory
 
 def is_training_run(path: str | Path) -> bool:
     """A directory holding a training run's metrics or a cross-validation."""
-    from .training import CROSS_VALIDATION_FILE, METRICS_FILE
-
     path = Path(path)
     return path.is_dir() and any((path / name).exists() for name in (METRICS_FILE, CROSS_VALIDATION_FILE))
 
@@ -324,21 +323,15 @@ class RunMetrics:
 
 def read_run_metrics(run_dir: str | Path) -> list[RunMetrics]:
     """The per-epoch records of a training run, or of each fold of a cross-validation."""
-    from .rundir import CROSS_VALIDATION_FILE, METRICS_FILE, fold_directory
-
     run_dir = Path(run_dir)
     if (run_dir / CROSS_VALIDATION_FILE).exists():
         summary = json.loads((run_dir / CROSS_VALIDATION_FILE).read_text("utf-8"))
         folds = [fold_directory(run_dir, fold) for fold in summary.get("folds", [])]
     else:
         folds = [run_dir]
-    runs = []
-    for fold in folds:
-        file = fold / METRICS_FILE
-        if file.exists():
-            lines = file.read_text("utf-8").splitlines()
-            runs.append(RunMetrics(fold.name, [json.loads(line) for line in lines if line.strip()]))
-    if not any(run.records for run in runs):
+    runs = [RunMetrics(fold.name, RunDirectory(fold).read_metrics()) for fold in folds]
+    runs = [run for run in runs if run.records]
+    if not runs:
         raise PlotError(f"{run_dir}: no training epochs to draw (no {METRICS_FILE} with records)")
     return runs
 
