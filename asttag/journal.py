@@ -45,7 +45,8 @@ _LONGEST_ENDING = len(JOURNAL_SUFFIX) + len(".rank") + 6
 
 
 def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    # surrogateescape: a name that is not UTF-8 hashes as its own bytes
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def run_key(options: dict) -> str:

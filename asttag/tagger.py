@@ -535,7 +535,15 @@ class Tagger:
         del pending[order]
         if progress and state.duration > state.reported:
             progress(state.duration - state.reported)
-        finished[order] = self._result(state.path, state.duration, np.stack(state.scores))
+        scores = np.stack(state.scores)
+        bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+        if bad.size:  # NaN is no score: say where, instead of printing it as one
+            start = self.plan.spans(len(scores), state.duration)[0][bad[0]]
+            finished[order] = TagFailure(
+                state.path, f"the model's scores are not numbers (NaN) in {bad.size} of "
+                f"{len(scores)} window(s), the first at {start:.3f} s")
+            return
+        finished[order] = self._result(state.path, state.duration, scores)
 
     def _result(self, path: str, duration: float, scores: np.ndarray) -> TagResult:
         starts, ends = self.plan.spans(len(scores), duration)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
 from .atomic import atomic_path
+from .names import display_name
 
 if TYPE_CHECKING:
     from .tagger import TagResult
@@ -45,19 +48,32 @@ def columns(mode: str) -> list[str]:
 
 
 def rows(result: TagResult, mode: str) -> list[dict]:
-    """The result's rows in `mode`, as plain values (times in seconds, scores in 0..1)."""
+    """The result's rows in `mode`, as plain values (times in seconds, scores in 0..1).
+
+    Raises ValueError for a score that is not a finite number: no format may show NaN as one.
+    """
     if mode == "events":
-        return [
+        found = [
             {"file": result.path, "start": e.start, "end": e.end, "label": e.label,
              "label_id": e.label_id, "peak": e.peak, "mean": e.mean}
             for e in result.events
         ]
-    tags = result.segments if mode == "segments" else result.tags
-    return [
-        {"file": result.path, "start": t.start, "end": t.end, "label": t.label,
-         "label_id": t.label_id, "score": t.score}
-        for t in tags
-    ]
+    else:
+        tags = result.segments if mode == "segments" else result.tags
+        found = [
+            {"file": result.path, "start": t.start, "end": t.end, "label": t.label,
+             "label_id": t.label_id, "score": t.score}
+            for t in tags
+        ]
+    for row in found:
+        for key in _SCORES:
+            if key in row and not math.isfinite(row[key]):
+                raise ValueError(f"{display_name(result.path)}: the {key} of {row['label']!r} "
+                                 f"is {row[key]}, not a score")
+    return found
+
+
+_SCORES = ("score", "peak", "mean")
 
 
 def _text(row: dict) -> dict[str, str]:
@@ -102,6 +118,10 @@ class Writer:
         """A whole output holding `results`."""
         return self.header() + self.separator.join(self.chunk(r) for r in results) + self.footer()
 
+    # Names with bytes that are not UTF-8 (lone surrogates once decoded) go out as those bytes:
+    # the file names in an output are the files' own. JSON escapes them itself (see _json).
+    errors: ClassVar[str] = "surrogateescape"
+
     def write(self, path: Path, chunks: Iterable[str]) -> int:
         """Write a whole output from `chunks` (as `chunk` made them) atomically; return how many.
 
@@ -109,7 +129,7 @@ class Writer:
         write theirs from the same journal chunks.
         """
         count = 0
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", errors=self.errors) as out:
             out.write(self.header())
             for chunk in chunks:
                 out.write(chunk if count == 0 else self.separator + chunk)
@@ -174,6 +194,20 @@ def _rounded(key: str, value: object) -> object:
     return round(value, 6) if isinstance(value, float) else value
 
 
+def _json(document: dict) -> str:
+    """`document` as JSON text: never NaN, and a name's undecodable bytes as \\udcNN escapes.
+
+    Python reads such an escape back as the lone surrogate that `os.fsencode` turns into the
+    original byte, so a name survives JSON whole; other readers see U+FFFD there.
+    """
+    text = json.dumps(document, ensure_ascii=False, allow_nan=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+# Lone surrogates appear only inside JSON strings, where \\uXXXX is their escape.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _document(result: TagResult, mode: str) -> dict:
     items = [{k: _rounded(k, v) for k, v in row.items() if k != "file"} for row in rows(result, mode)]
     return {"file": result.path, "duration": round(result.duration, 3),
@@ -190,7 +224,7 @@ class JsonWriter(Writer):
         return "[\n"
 
     def chunk(self, result: TagResult) -> str:
-        return json.dumps(_document(result, self.mode), ensure_ascii=False)
+        return _json(_document(result, self.mode))
 
     def footer(self) -> str:
         return "\n]\n"
@@ -203,7 +237,7 @@ class JsonlWriter(Writer):
     name, suffix = "jsonl", ".jsonl"
 
     def chunk(self, result: TagResult) -> str:
-        return json.dumps(_document(result, self.mode), ensure_ascii=False) + "\n"
+        return _json(_document(result, self.mode)) + "\n"
 
 
 def _label_text(row: dict) -> str:
@@ -243,7 +277,7 @@ class RavenWriter(Writer):
             text = _text(r)
             scores = [text["peak"], text["mean"]] if self.mode == "events" else [text["score"]]
             cells = [str(number), "Spectrogram 1", "1", text["start"], text["end"], "0.0", high,
-                     Path(result.path).name, r["label"], r["label_id"], *scores]
+                     display_name(Path(result.path).name), r["label"], r["label_id"], *scores]
             lines.append("\t".join(c.replace("\t", " ") for c in cells) + "\n")
         return "".join(lines)
 
@@ -257,14 +291,16 @@ class TableWriter(Writer):
     def chunk(self, result: TagResult) -> str:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         score_names = ["peak", "mean"] if self.mode == "events" else ["score"]
         times = [] if self.mode == "tags" else ["start", "end"]
-        table = Table(*times, "label", "label id", *score_names,
-                      title=f"{result.path} ({result.duration:.2f} s)", title_justify="left")
+        # Names and labels are data, never Rich markup: a "[/]" in either is shown as it is.
+        table = Table(*times, "label", "label id", *score_names, title_justify="left",
+                      title=Text(f"{display_name(result.path)} ({result.duration:.2f} s)"))
         for r in rows(result, self.mode):
             text = _text(r)
-            table.add_row(*(text[c] for c in times), r["label"], r["label_id"],
+            table.add_row(*(text[c] for c in times), Text(r["label"]), Text(r["label_id"]),
                           *(text[s] for s in score_names))
         if not table.rows:
             table.caption = "nothing selected"

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from .._version import __version__
-from .app import app, console, fail, hold_closed_stdout, stdout_fault
+from .app import app, console, fail, hold_closed_stdout, names_as_bytes_on_stdout, stdout_fault
 
 # Each module registers its commands on `app`.
 from . import tag, train, evaluate, average, ensemble, models  # noqa: E402,F401
@@ -41,6 +41,7 @@ def _root(
 ) -> None:
     """Tag audio of any length with the Audio Spectrogram Transformer (AST)."""
     _log_to_stderr(logging.INFO if verbose else logging.WARNING)
+    names_as_bytes_on_stdout()
 
 
 def _log_to_stderr(level: int) -> None:

@@ -83,6 +83,15 @@ def hold_closed_stdout() -> None:
     sys.stdout = ClosedStdout()
 
 
+def names_as_bytes_on_stdout() -> None:
+    """Let stdout carry file names that are not UTF-8 as their own bytes, as `ls` and `find` do.
+
+    A strict stdout would stop the run at the first such name (UnicodeEncodeError).
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="surrogateescape")
+
+
 def _is_descriptor_1(stream: object) -> bool:
     try:
         return stream.fileno() == 1  # type: ignore[attr-defined]
