@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
-import numpy as np
+# One thread per process, set before numpy and torch start their pools, and inherited by the
+# processes the tests start: the tiny models gain nothing from a second thread, and on busy
+# cores threads waiting for each other doubled the suite's CPU time. A run may set its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 

@@ -15,9 +15,11 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 from training_fixtures import make_esc50, tiny_recipe, write_clip
 
 from asttag import checkpoint
+from asttag.cli import app
 from asttag.thresholds import FALLBACK, recommended
 from asttag.datasets import Example
 from asttag.ensemble import Ensemble, save_bundle
@@ -377,12 +379,14 @@ def _finetune_args(esc: Path, recipe: Path, out: Path, *extra: str) -> list[str]
 def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, esc):
     recipe = tiny_recipe(tmp_path / "recipe.yaml", epochs=3, mixup=0.5, freqm=8, timem=10,
                          noise=True, average_epochs=[2, 3])
-    base = [sys.executable, "-m", "asttag"]
     extra = ("--workers", "1")
-    subprocess.run(base + _finetune_args(esc, recipe, tmp_path / "whole", *extra), check=True,
-                   capture_output=True)
+    # Only the killed run needs a process of its own; the others run here (a process start costs
+    # more than their training).
+    whole = CliRunner().invoke(app, _finetune_args(esc, recipe, tmp_path / "whole", *extra))
+    assert whole.exit_code == 0, whole.output
     killed = tmp_path / "killed"
-    process = subprocess.Popen(base + _finetune_args(esc, recipe, killed, *extra),
+    process = subprocess.Popen([sys.executable, "-m", "asttag",
+                                *_finetune_args(esc, recipe, killed, *extra)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = killed / "training_state.pt"
     deadline = time.monotonic() + 120
@@ -392,9 +396,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, esc):
     process.wait()
     done = torch.load(state, weights_only=True)["epoch"]
     assert done < 3, "the run ended before it could be killed"
-    resumed = subprocess.run(base + ["finetune", "--resume", str(killed), "--device", "cpu", "-q"],
-                             capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = CliRunner().invoke(app, ["finetune", "--resume", str(killed), "--device", "cpu", "-q"])
+    assert resumed.exit_code == 0, resumed.output
     for name in ("checkpoints/epoch_003.safetensors", "best.safetensors", "averaged.safetensors"):
         assert _same_weights(tmp_path / "whole" / name, killed / name), name
     strip = lambda path: [{k: v for k, v in json.loads(line).items() if "second" not in k}  # noqa: E731
