@@ -17,7 +17,6 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -93,7 +92,7 @@ def safetensors_header(path: str | Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for a damaged header
+    except Exception as e:  # noqa: BLE001 (safetensors raises several types for a damaged header)
         raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
 
 
@@ -240,11 +239,11 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 
         try:
             return load_file(str(path))
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 (safetensors raises several types for a damaged file)
             raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (whatever the unpickler raised, the file is refused)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path}: refused: not a plain tensor checkpoint (loading it would need to run "

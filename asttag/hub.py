@@ -91,7 +91,7 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(hub_id, allow_patterns=_HF_FILES))
-    except Exception as e:  # offline, unknown id, hub error
+    except Exception as e:  # noqa: BLE001 (offline, unknown id, hub error)
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HubError(
             f"cannot download {hub_id} ({detail}). Without network: fetch config.json, "

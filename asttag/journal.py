@@ -175,7 +175,7 @@ class Journal:
         if self.path in stale or not self.path.exists():
             with atomic_path(self.path) as tmp:
                 tmp.write_bytes(self._header())
-        self._file = open(self.path, "r+b")
+        self._file = open(self.path, "r+b")  # noqa: SIM115 (open for the journal's life; close() closes it)
         data = self._file.read()
         # Drop a last line cut short by a kill, so the next entry starts on a line of its own.
         self._file.truncate(data.rfind(b"\n") + 1)

@@ -37,7 +37,7 @@ class ExcludedClass:
 class Metrics:
     """Scores of one evaluation; per-class arrays hold NaN for excluded classes."""
 
-    mAP: float  # noqa: N815 (the name every AST paper and tool uses)
+    mAP: float
     mean_auc: float
     d_prime: float
     accuracy: float

@@ -119,7 +119,7 @@ def _deit_state(config: ASTConfig, weights: str | Path | None) -> dict[str, torc
 
     try:
         return timm.create_model(name, pretrained=True).state_dict()
-    except Exception as e:  # no network, no cache, hub error: all mean "pass a file"
+    except Exception as e:  # noqa: BLE001 (no network, no cache, hub error: all mean "pass a file")
         raise PretrainedError(
             f"cannot download the ImageNet weights of {name} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no detail'}). Offline, download "

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_tagging import TOP, load_note, score_agreement
 
 ROOT = Path(__file__).resolve().parent.parent

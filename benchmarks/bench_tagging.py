@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bench_memory import write_model, write_recording
 
 WINDOW_SECONDS = 10.24

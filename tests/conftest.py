@@ -13,7 +13,7 @@ from pathlib import Path
 # cores threads waiting for each other doubled the suite's CPU time. A run may set its own.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 import pytest
 
 

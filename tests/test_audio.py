@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio.functional as F
-from conftest import write_with_pyav
-from test_tagger import tagger, write_wave
 
 from asttag import audio
 from asttag.audio import AudioError, find_audio, iter_blocks, load
 from asttag.tagger import TagFailure
+from conftest import write_with_pyav
+from test_tagger import tagger, write_wave
 
 
 def tone(seconds: float, rate: int, *, channels: int = 2, freq: float = 440.0,

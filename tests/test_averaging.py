@@ -22,7 +22,6 @@ from asttag.cli import app
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet
 from asttag.model import AST
-
 from conftest import tiny_config, tiny_model
 
 # mAP stored per epoch in the fake run: epochs 3 and 5 are the best two.

@@ -14,7 +14,8 @@ from conftest import tiny_config, tiny_model
 
 
 def hf_model(seed=0, **overrides):
-    from transformers import ASTConfig as HFConfig, ASTForAudioClassification
+    from transformers import ASTConfig as HFConfig
+    from transformers import ASTForAudioClassification
 
     torch.manual_seed(seed)
     base = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -313,7 +314,7 @@ def _rewritten(path, tmp_path, *, section=None, field=None, value=None, raw=None
 
     with safe_open(str(path), "pt") as f:
         meta = dict(f.metadata())
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no dict)
     if section is not None:
         data = json.loads(meta[section])
         data[field] = value

@@ -2,14 +2,13 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
+from test_checkpoint import official_state
 from typer.testing import CliRunner
 
 from asttag import checkpoint
 from asttag.cli import app
 from conftest import tiny_model
-from test_checkpoint import official_state
 
 runner = CliRunner()
 

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 from test_plot import predictions, read_png, write_run
-from test_tagger import bad_inputs, tiny_model, write_wave
 from typer.testing import CliRunner
 
 from asttag import checkpoint
 from asttag.cli import app
 from asttag.evaluation import save_predictions
+from test_tagger import bad_inputs, tiny_model, write_wave
 
 pytest.importorskip("matplotlib")
 

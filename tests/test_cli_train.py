@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
+
+from asttag.cli import app
 from training_fixtures import (
     make_audioset,
     make_esc50,
@@ -16,9 +19,6 @@ from training_fixtures import (
     make_speechcommands,
     tiny_recipe,
 )
-from typer.testing import CliRunner
-
-from asttag.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import recipe_script, tiny_model
 from fake_teacher import DOG, MUSIC, RATE, SPEECH, FakeYamnet, tone
 
 from asttag import yamnet
@@ -21,6 +20,7 @@ from asttag.ensemble import Ensemble, is_bundle, load_bundle, read_bundle_metada
 from asttag.labels import audioset
 from asttag.recipes import load_recipe
 from asttag.rundir import RECIPE_FILE
+from conftest import recipe_script, tiny_model
 
 
 @pytest.fixture(scope="module")

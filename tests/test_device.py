@@ -6,10 +6,10 @@ import inspect
 
 import pytest
 import torch
-from conftest import tiny_model
 
 from asttag import choices, evaluation, hub, inference, tagger
 from asttag.device import resolve_device, resolve_precision
+from conftest import tiny_model
 
 CPU = torch.device("cpu")
 

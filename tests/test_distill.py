@@ -12,7 +12,6 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import tiny_config, write_tone
 from fake_teacher import DOG, MUSIC, RATE, SPEECH, FakeYamnet, tone
 from typer.testing import CliRunner
 
@@ -33,6 +32,7 @@ from asttag.ensemble import Ensemble
 from asttag.features import FeatureConfig, convert_input
 from asttag.labels import LabelSet, audioset
 from asttag.model import AST
+from conftest import tiny_config, write_tone
 
 # --------------------------------------------------------------------------- target mapping
 

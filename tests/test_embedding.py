@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from test_runs import Recorder
-from test_tagger import tagger, tiny_model, write_wave
 from typer.testing import CliRunner
 
 from asttag import checkpoint
@@ -22,6 +21,7 @@ from asttag.embedding import (
     read_embeddings,
 )
 from asttag.runs import Shard, tag_files
+from test_tagger import tagger, tiny_model, write_wave
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 
 import asttag
 from asttag.export import INPUT_NAME, OUTPUT_NAMES, ExportError, export_onnx
 from asttag.features import FeatureConfig
 from asttag.labels import LabelSet
 from asttag.model import AST, ASTConfig
+from conftest import tiny_model
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -150,8 +150,8 @@ def test_a_second_run_on_the_same_output_is_refused(model_path, recordings, tmp_
         first.release()
     assert result.exit_code == 1
     assert error_lines(result.stderr) == [
-        f"error: {out}: another asttag run (pid {os.getpid()}) is writing it now; wait for it "
-        "to finish or write elsewhere"]
+        (f"error: {out}: another asttag run (pid {os.getpid()}) is writing it now; wait for it "
+         "to finish or write elsewhere")]
     assert not out.exists()
 
 
@@ -179,7 +179,7 @@ def test_a_damaged_journal_entry_is_tagged_again(model_path, recordings, tmp_pat
 def test_file_system_errors_name_the_output_not_the_temporary_file(model_path, recordings,
                                                                    tmp_path, monkeypatch):
     """Where no tmpfs can be mounted this still holds the wording: an injected ENOSPC."""
-    import asttag.writers as writers
+    from asttag import writers
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -193,8 +193,9 @@ def test_file_system_errors_name_the_output_not_the_temporary_file(model_path, r
 
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory) -> dict[str, Path]:
-    from conftest import write_tone
     from test_cli_eval import FREQUENCIES, model_file
+
+    from conftest import write_tone
 
     root = tmp_path_factory.mktemp("models")
     for name, freq in FREQUENCIES.items():

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_model
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -16,6 +15,7 @@ from asttag._version import __version__
 from asttag.ensemble import Ensemble, read_bundle_metadata, save_bundle
 from asttag.evaluation import EvaluationError, Predictions, load_predictions, save_predictions
 from asttag.labels import LabelSet
+from conftest import tiny_model
 
 
 def _predictions() -> Predictions:
@@ -25,7 +25,7 @@ def _predictions() -> Predictions:
 
 def _restamp(path, version: str) -> None:
     with safe_open(str(path), framework="pt") as f:
-        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (no dict)
     save_file(tensors, str(path), metadata={**metadata, "format_version": version})
 
 

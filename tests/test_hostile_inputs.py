@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import write_with_pyav
-from test_tagger import bad_inputs, tiny_model, write_wave
 
 from asttag import checkpoint
 from asttag.names import display_name
+from conftest import write_with_pyav
+from test_tagger import bad_inputs, tiny_model, write_wave
 
 # Peak memory of a run over short files at any sample rate (torch itself is about 0.7 GB).
 RSS_LIMIT_BYTES = 1.5e9

@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config, write_tone
 
 from asttag import audio, inference
 from asttag.audio import AudioError
@@ -21,6 +20,7 @@ from asttag.inference import (
 )
 from asttag.labels import LabelSet
 from asttag.model import AST
+from conftest import tiny_config, write_tone
 
 FEATURES = FeatureConfig(num_mel_bins=32, target_length=64)
 

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from test_writers import result
 
 from asttag.journal import Journal, JournalBusy, run_key
 from asttag.writers import make_writer
-from test_writers import result
 
 RUN = run_key({"hop": 1})
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tagger import tagger, write_wave
 
 from asttag import plot
 from asttag.audio import load
@@ -17,6 +16,7 @@ from asttag.evaluation import Predictions
 from asttag.features import FeatureConfig, fbank
 from asttag.labels import LabelSet
 from asttag.tagger import Event, TagResult
+from test_tagger import tagger, write_wave
 
 pytest.importorskip("matplotlib")
 

@@ -4,7 +4,13 @@ import torch
 from asttag import pretrained
 from asttag.labels import LabelSet
 from asttag.model import ASTConfig
-from asttag.pretrained import PretrainedError, adapt_grid, adapt_pos_embed, audioset_init, imagenet_init
+from asttag.pretrained import (
+    PretrainedError,
+    adapt_grid,
+    adapt_pos_embed,
+    audioset_init,
+    imagenet_init,
+)
 from conftest import tiny_model
 
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_tagger import tiny_model, write_wave
 from typer.testing import CliRunner
 
 from asttag import checkpoint
@@ -16,6 +15,7 @@ from asttag.datasets import DatasetSplits, Example, load_dataset
 from asttag.labels import LabelSet
 from asttag.probe import ProbeError, train_probe, with_head
 from asttag.tagger import Tagger
+from test_tagger import tiny_model, write_wave
 
 
 def tone_folder(root, *, per_class=4):

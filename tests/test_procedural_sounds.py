@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+
 from conftest import recipe_script
 
 WINDOW = 15360  # the 0.96 s student window at 16 kHz

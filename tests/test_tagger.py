@@ -32,7 +32,7 @@ def write_wave(path: Path, seconds: float, *, rate: int = RATE, channels: int = 
                seed: int = 0) -> Path:
     """Noise with tones whose pitch changes every second, so windows differ from each other."""
     rng = np.random.default_rng(seed)
-    n = int(round(seconds * rate))
+    n = round(seconds * rate)
     t = np.arange(n) / rate
     freq = 200 + 150 * np.floor(t) % 2000
     wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.05 * rng.standard_normal(n)
@@ -53,7 +53,7 @@ def test_a_long_recording_scores_like_each_window_cut_out_as_its_own_file(tmp_pa
     window = int(t.plan.window_seconds * RATE)
     cuts = []
     for i, start in enumerate(result.starts):
-        first = int(round(start * RATE))
+        first = round(start * RATE)
         cuts.append(tmp_path / f"window{i:03d}.wav")
         sf.write(str(cuts[-1]), audio[first : first + window], RATE, subtype="FLOAT")
     singles = list(t.tag_many(cuts))

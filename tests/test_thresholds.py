@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from asttag import thresholds
@@ -26,7 +28,7 @@ def test_without_positives_or_a_record_the_fallback_is_said_as_such():
     assert FALLBACK.value == 0.5 and "fallback" in FALLBACK.rule
 
     class Model:
-        extra: dict = {}
+        extra: ClassVar[dict] = {}
 
     assert recommended(Model()) == FALLBACK
     Model.extra = {thresholds.KEY: {"value": 1.5, "rule": "broken"}}

@@ -16,17 +16,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
-from training_fixtures import make_esc50, tiny_recipe, write_clip
 
 from asttag import checkpoint
 from asttag.cli import app
-from asttag.thresholds import FALLBACK, recommended
 from asttag.datasets import Example
 from asttag.ensemble import Ensemble, save_bundle
 from asttag.features import FeatureConfig, normalize
 from asttag.inference import ClipDataset
 from asttag.labels import LabelSet
 from asttag.recipes import Recipe, RecipeError, builtin_recipes, load_recipe, parse_override
+from asttag.thresholds import FALLBACK, recommended
 from asttag.training import (
     EpochSampler,
     Runtime,
@@ -44,6 +43,7 @@ from asttag.training import (
     train,
     training_loss,
 )
+from training_fixtures import make_esc50, tiny_recipe, write_clip
 
 CPU = Runtime(device="cpu")
 
@@ -400,7 +400,7 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, esc):
     assert resumed.exit_code == 0, resumed.output
     for name in ("checkpoints/epoch_003.safetensors", "best.safetensors", "averaged.safetensors"):
         assert _same_weights(tmp_path / "whole" / name, killed / name), name
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if "second" not in k}  # noqa: E731
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if "second" not in k}
                           for line in path.read_text().splitlines()]
     assert strip(killed / "metrics.jsonl") == strip(tmp_path / "whole" / "metrics.jsonl")
 

@@ -13,15 +13,21 @@ import sys
 import typer
 
 from .._version import __version__
-from .app import app, console, fail, hold_closed_stdout, names_as_bytes_on_stdout, stdout_fault
 
 # Each module registers its commands on `app`.
-from . import tag, train, evaluate, average, ensemble, models  # noqa: E402,F401
-from . import distill  # noqa: E402,F401
-from . import embed  # noqa: E402,F401
-from . import plot  # noqa: E402,F401
-from . import probe  # noqa: E402,F401
-
+from . import (  # noqa: F401
+    average,
+    distill,
+    embed,
+    ensemble,
+    evaluate,
+    models,
+    plot,
+    probe,
+    tag,
+    train,
+)
+from .app import app, console, fail, hold_closed_stdout, names_as_bytes_on_stdout, stdout_fault
 
 # What writing to a stream fails with: no file name, and only a stream of data is written to.
 _STREAM_FAULTS = (errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO, errno.EDQUOT, errno.EFBIG)

@@ -94,8 +94,8 @@ def info(
 ) -> None:
     """Print what a checkpoint holds: architecture, features, labels, training facts."""
     from ..checkpoint import CheckpointError
-    from ..loading import detect_format
     from ..hub import HubError, load_model
+    from ..loading import detect_format
 
     try:
         fmt = detect_format(source) if Path(source).exists() else "named"
@@ -114,14 +114,14 @@ def info(
         lines.append(f"architecture {_architecture_line(data['architecture'])}")
     lines += [
         f"parameters   {data['parameters']:,}",
-        f"input        {features['target_length']} frames x {features['num_mel_bins']} mel bins "
-        f"({features['window_seconds']:.2f} s at {features['sample_rate']} Hz), "
-        f"norm mean {features['mean']:.4f} std {features['std']:.4f}",
+        (f"input        {features['target_length']} frames x {features['num_mel_bins']} mel bins "
+         f"({features['window_seconds']:.2f} s at {features['sample_rate']} Hz), "
+         f"norm mean {features['mean']:.4f} std {features['std']:.4f}"),
         f"labels       {labels['count']} "
         f"({'multi-label' if labels['multi_label'] else 'single-label'}): "
         + ", ".join(labels["first"]) + (", ..." if labels["count"] > 5 else ""),
-        f"threshold    {data['event_threshold']['value']:g} for events "
-        f"({data['event_threshold']['rule']})",
+        (f"threshold    {data['event_threshold']['value']:g} for events "
+         f"({data['event_threshold']['rule']})"),
     ]
     if data.get("extra"):
         lines.append(f"extra        {json.dumps(data['extra'])}")
@@ -198,7 +198,8 @@ def pull(
     force: bool = typer.Option(False, "--force", help="Download again even if cached."),
 ) -> None:
     """Download a published model into the cache and convert it to the asttag format."""
-    from ..hub import HubError, pull as pull_model
+    from ..hub import HubError
+    from ..hub import pull as pull_model
 
     try:
         path = pull_model(name, force=force)

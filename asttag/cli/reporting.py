@@ -7,6 +7,7 @@ Shared by `train`, `finetune` and `distill` (a training run's progress and summa
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -218,4 +219,4 @@ def _print_tables(rows, *, per_class: bool) -> None:
 
 
 def _fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.4f}"  # NaN: an excluded class or no mean
+    return "-" if math.isnan(value) else f"{value:.4f}"  # NaN: an excluded class or no mean

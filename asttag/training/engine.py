@@ -24,8 +24,6 @@ from ..inference import ClipDataset, example_logits, target_matrix
 from ..metrics import evaluate_scores
 from ..model import AST
 from ..recipes import Recipe, load_recipe
-from ..thresholds import KEY as THRESHOLD_KEY
-from ..thresholds import calibrate
 from ..rundir import (
     AVERAGED_FILE,
     BEST_FILE,
@@ -37,8 +35,11 @@ from ..rundir import (
     RunDirectory,
     fold_directory,
 )
+from ..thresholds import KEY as THRESHOLD_KEY
+from ..thresholds import calibrate
 from .augmentation import TrainingSet, augment
-from .distributed import Processes, process_device, processes as join_processes
+from .distributed import Processes, process_device
+from .distributed import processes as join_processes
 from .interface import CrossValidation, Observer, RunResult, Runtime, TargetSource, TrainingError
 from .loss import training_loss
 from .sampling import EpochSampler, balanced_weights
@@ -359,7 +360,7 @@ def _read_state(run: RunDirectory) -> dict | None:
         return None
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged or not ours: say which file, whatever torch raised
+    except Exception as e:  # noqa: BLE001 (damaged or not ours: say which file, whatever torch raised)
         raise TrainingError(f"{file}: unreadable training state ({e})") from None
 
 

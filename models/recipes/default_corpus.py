@@ -17,6 +17,7 @@ import dataclasses
 import fnmatch
 import hashlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -435,7 +436,7 @@ def segment_bounds(num_samples: int, segment_samples: int) -> list[tuple[int, in
     """Equal consecutive pieces of at most `segment_samples` covering the whole recording."""
     pieces = max(1, math.ceil(num_samples / segment_samples))
     edges = [round(i * num_samples / pieces) for i in range(pieces + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))
 
 
 def clip_stem(item: SourceAudio) -> str:
@@ -465,7 +466,7 @@ def process(
     base = {"package": item.package, "collection": item.collection, "original": item.original}
     try:
         decoded = item.load()
-    except Exception as e:  # any decoder failure skips this file, not the run
+    except Exception as e:  # noqa: BLE001 (any decoder failure skips this file, not the run)
         return [{**base, "skipped": f"cannot decode ({e})"}]
     if decoded.samples.size == 0:
         return [{**base, "skipped": "no samples", "sha1": decoded.digest}]
@@ -489,8 +490,8 @@ def process(
         write_flac(out / clip, piece, SAMPLE_RATE)
         times, scores = teacher.frame_scores(piece)
         scores527 = teacher.to_audioset(scores)
-        write_atomic(out / scores_path, lambda f: np.savez_compressed(
-            f, times=times.astype(np.float32), scores=scores527.astype(np.float16)))  # fmt: skip
+        arrays = {"times": times.astype(np.float32), "scores": scores527.astype(np.float16)}
+        write_atomic(out / scores_path, lambda f, arrays=arrays: np.savez_compressed(f, **arrays))
         clip_max = scores.max(axis=0)
         top = [[teacher.labels[i], round(float(clip_max[i]), 3)] for i in np.argsort(-clip_max)[:3]]
         rows.append({**base, "clip": clip.as_posix(), "teacher": scores_path.as_posix(),
@@ -649,14 +650,14 @@ def summary(manifest: list[dict], packages: dict[str, dict], seconds: float) -> 
         hours[row["package"], row["split"]] += row["duration"] / 3600
         tops[row["package"], row["split"]][row["top"][0][0]] += 1
     lines = [f"{'package':30} {'split':8} {'clips':>6} {'hours':>7}  teacher's most frequent top class"]
-    for package in packages:
+    for package, description in packages.items():
         for split in ("train", "heldout"):
             n = sum(1 for r in manifest if r["package"] == package and r["split"] == split)
             if n:
                 common = ", ".join(f"{name} {c}" for name, c in tops[package, split].most_common(3))
                 lines.append(f"{package:30} {split:8} {n:6d} {hours[package, split]:7.2f}  {common}")
-        if packages[package].get("skipped_formats"):
-            lines.append(f"{'':30} skipped formats: {packages[package]['skipped_formats']}")
+        if description.get("skipped_formats"):
+            lines.append(f"{'':30} skipped formats: {description['skipped_formats']}")
     for split in ("train", "heldout"):
         total = sum(h for (_, s), h in hours.items() if s == split)
         n = sum(1 for r in manifest if r["split"] == split)
