@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -112,7 +113,7 @@ def _embed(embedder: Embedder, examples: Sequence[Example]) -> list[EmbeddingRes
     for outcome in embedder.tag_many([str(e.path) for e in examples]):
         if isinstance(outcome, TagFailure):
             raise ProbeError(f"{outcome.path}: {outcome.reason}")
-        results.append(outcome)  # type: ignore[arg-type]  (an Embedder yields embeddings)
+        results.append(cast(EmbeddingResult, outcome))  # an Embedder yields embeddings
     return results
 
 
