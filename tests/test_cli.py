@@ -1,8 +1,10 @@
 import json
+import re
 import subprocess
 import sys
 
 import torch
+import typer
 from test_checkpoint import official_state
 from typer.testing import CliRunner
 
@@ -16,8 +18,13 @@ runner = CliRunner()
 def test_help_lists_every_command():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("tag", "train", "finetune", "evaluate", "average", "ensemble", "models"):
-        assert command in result.output
+    # The first word of each row of the Commands panel, not any substring ("tag" is in "asttag").
+    panel = result.output.split("Commands", 1)[1]
+    listed = set(re.findall(r"^\S ([a-z]+) {2,}\S", panel, flags=re.MULTILINE))
+    registered = set(typer.main.get_command(app).commands)
+    assert listed == registered
+    assert {"tag", "train", "finetune", "distill", "evaluate", "average", "ensemble",
+            "models"} <= registered
 
 
 def test_importing_the_cli_does_not_import_torch():

@@ -6,11 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from asttag import checkpoint
 from asttag.cli import app
+from asttag.datasets import load_dataset, target_vector
+from asttag.inference import example_logits
 from training_fixtures import (
     make_audioset,
     make_esc50,
@@ -59,10 +63,21 @@ def test_esc50_fold(data, tmp_path):
 
 
 def test_speechcommands_reports_the_best_epoch_on_the_test_list(data, tmp_path):
-    summary = finetune(data, "speechcommands", data["speechcommands"], tmp_path / "run",
+    out = tmp_path / "run"
+    summary = finetune(data, "speechcommands", data["speechcommands"], out,
                        "--set", "loss=bce", "--set", "mixup=0.6", "--set", "noise=true",
                        "--set", "freqm=8", "--set", "timem=8")
-    assert set(summary["test"]) == {"best"} and 0 <= summary["test"]["best"]["accuracy"] <= 1
+    recipe = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert {k: recipe[k] for k in ("loss", "mixup", "noise", "freqm", "timem")} == {
+        "loss": "bce", "mixup": 0.6, "noise": True, "freqm": 8, "timem": 8}
+    assert set(summary["test"]) == {"best"}
+    # The figure is the best checkpoint's on the test list, as `asttag evaluate` measures it.
+    evaluated = run("evaluate", data["speechcommands"], "-m", out / "best.safetensors", "-l",
+                    "speechcommands", "--split", "test", "--device", "cpu", "-f", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    (measured,) = json.loads(evaluated.stdout)["results"]
+    assert summary["test"]["best"]["accuracy"] == measured["metrics"]["accuracy"]
+    assert measured["metrics"]["n_examples"] == 3  # the test list, not the validation list
 
 
 def test_audioset_segments_with_balanced_sampling_warmup_and_averaging(data, tmp_path):
@@ -85,15 +100,29 @@ def test_train_on_an_ast_json_manifest(data, tmp_path):
 
 
 def test_folder_with_a_held_out_fraction(data, tmp_path):
-    summary = finetune(data, "folder", data["folder"], tmp_path / "run", "-D", "valid_fraction=0.25")
-    assert summary["best"]["accuracy"] is not None
+    out = tmp_path / "run"
+    summary = finetune(data, "folder", data["folder"], out, "-D", "valid_fraction=0.25")
+    # The held-out quarter (3 of 12 clips) is what the best epoch was scored on.
+    evaluated = run("evaluate", data["folder"], "-m", out / "best.safetensors", "-l", "folder",
+                    "-D", "valid_fraction=0.25", "--split", "valid", "--device", "cpu", "-f", "json")
+    assert evaluated.exit_code == 0, evaluated.output
+    (measured,) = json.loads(evaluated.stdout)["results"]
+    assert measured["metrics"]["n_examples"] == 3
+    assert summary["best"]["accuracy"] == measured["metrics"]["accuracy"]
 
 
 def test_manifest_with_labels_and_with_soft_scores(data, tmp_path):
     finetune(data, "manifest", data["csv"], tmp_path / "labels", "-D", "valid_fraction=0.34")
     soft = finetune(data, "manifest", data["soft"], tmp_path / "soft", "-D", f"valid={data['soft']}",
                     "--set", "loss=bce")
-    assert soft["best"]["valid_loss"] > 0
+    # The validation loss is the BCE against the soft scores (0.8 and 0.1), not hard labels.
+    model = checkpoint.load(tmp_path / "soft" / "best.safetensors")
+    valid = load_dataset("manifest", data["soft"], valid=str(data["soft"])).valid
+    targets = np.stack([target_vector(e, len(model.labels)) for e in valid])
+    assert set(np.unique(targets)) == {np.float32(0.1), np.float32(0.8)}
+    z = example_logits(model, valid, device="cpu").astype(np.float64)
+    bce = np.mean(np.logaddexp(0, z) - targets * z)  # BCE on the logits, as training computes it
+    assert soft["best"]["valid_loss"] == pytest.approx(bce, rel=1e-4)
 
 
 def test_fold_all_runs_five_folds_and_reports_mean_and_std(data, tmp_path):
