@@ -205,3 +205,17 @@ def test_errors_are_precise(data, tmp_path):
     assert not_a_run.exit_code == 1 and "not a training run directory" in not_a_run.output
     changed = run("train", "--resume", tmp_path, "--epochs", "3", "--lr", "0.1")
     assert changed.exit_code == 2 and "drop --epochs, --lr" in changed.output
+
+
+def test_a_single_class_folder_is_refused(tmp_path):
+    from training_fixtures import write_clip
+
+    for i in range(10):  # enough that the recipe's validation fraction holds one out
+        write_clip(tmp_path / "data" / "dog" / f"{i}.wav", "noise_burst", seed=i, seconds=0.3)
+    result = CliRunner().invoke(app, ["finetune", "folder", "-d", str(tmp_path / "data"),
+                                      "-o", str(tmp_path / "run"), "--init", "none"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'data'}: the training split has 1 class (dog); telling classes "
+        "apart needs at least two")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -35,6 +35,14 @@ def load_splits(recipe: Recipe) -> DatasetSplits:
     splits = load_dataset(recipe.dataset, recipe.data_dir, **options)
     if not splits.train:
         raise TrainingError(f"{recipe.data_dir}: the training split is empty")
+    present = sorted({i for e in splits.train for i in e.labels})
+    hard = all(e.soft is None for e in splits.train)  # soft targets spread over every class
+    if hard and not splits.labels.multi_label and len(present) < 2:
+        # Softmax over one class is 1 whatever the input: such a run "learns" nothing and
+        # reports an accuracy of 1.0.
+        names = ", ".join(splits.labels.names[i] for i in present) or "none"
+        raise TrainingError(f"{recipe.data_dir}: the training split has {len(present)} class "
+                            f"({names}); telling classes apart needs at least two")
     return splits
 
 
