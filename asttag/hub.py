@@ -73,17 +73,19 @@ def cached_path(name: str) -> Path:
 
 
 def _embedded_default() -> Path | None:
-    path = resources.files("asttag").joinpath("data", DEFAULT_MODEL_FILE)
+    path = resources.files("asttag") / "data" / DEFAULT_MODEL_FILE
     return Path(str(path)) if path.is_file() else None
 
 
 def pull(name_or_id: str, *, force: bool = False) -> Path:
     """Download a published model into the cache, converted to the asttag format."""
     entry = MODELS.get(name_or_id)
-    hub_id = entry.hub_id if entry else name_or_id
-    if entry is not None and hub_id is None:
+    if entry is None:
+        hub_id, name = name_or_id, name_or_id.replace("/", "--")
+    elif entry.hub_id is None:
         raise HubError(f"{name_or_id!r} ships with asttag; there is nothing to download")
-    name = entry.name if entry else hub_id.replace("/", "--")
+    else:
+        hub_id, name = entry.hub_id, entry.name
     target = cached_path(name)
     if target.exists() and not force:
         return target
