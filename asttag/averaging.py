@@ -126,7 +126,7 @@ def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[
     Higher is better, except for losses (a metric whose name ends in "loss").
     """
     if n < 1:
-        raise AveragingError(f"--top must be at least 1, got {n}")
+        raise AveragingError(f"the number of best checkpoints to keep must be at least 1, got {n}")
     # Unvalidated epochs store None for the metrics they could not compute.
     lacking = [str(c.path) for c in candidates if c.metrics.get(metric) is None]
     if lacking:
@@ -136,7 +136,7 @@ def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[
             f"(metrics stored: {', '.join(stored) or 'none'})"
         )
     if n > len(candidates):
-        raise AveragingError(f"--top {n} asked for, but only {len(candidates)} checkpoint(s) given")
+        raise AveragingError(f"the {n} best checkpoints asked for, but only {len(candidates)} given")
     sign = 1.0 if metric.endswith("loss") else -1.0
     return sorted(candidates, key=lambda c: sign * float(c.metrics[metric]))[:n]
 
@@ -175,7 +175,7 @@ def write_average(
     """Average `candidates` into the asttag checkpoint `out`; its extra lists the members."""
     out = Path(out)
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+        raise FileExistsError(f"{out} exists; force=True overwrites it")
     model = average_checkpoints(c.path for c in candidates)
     save(model, out, extra={"averaged_from": [c.record() for c in candidates]})
     return AverageResult(out, sha256_file(out), tuple(candidates))

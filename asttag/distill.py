@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .atomic import atomic_write_text
+from .errors import about
 from .rundir import RECIPE_FILE, TEACHER_FILE, WINDOW_DIR
 
 if TYPE_CHECKING:
@@ -86,11 +87,10 @@ class ModelTeacher:
 
     def __init__(self, teacher: TaggingModel, *, features: FeatureConfig, labels: LabelSet) -> None:
         if teacher.features.num_mel_bins != features.num_mel_bins:
-            raise DistillError(
+            raise about(DistillError(
                 f"the teacher takes {teacher.features.num_mel_bins} mel bins and the student "
-                f"{features.num_mel_bins}: give the student the teacher's (--mel-bins "
-                f"{teacher.features.num_mel_bins})"
-            )
+                f"{features.num_mel_bins}: give the student the teacher's"
+            ), "num_mel_bins")
         unknown = [name for i, name in zip(labels.ids, labels.names) if i not in teacher.labels.ids]
         if unknown:
             raise DistillError(

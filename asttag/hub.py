@@ -8,12 +8,10 @@ with huggingface_hub, converted to the asttag format and kept in a cache directo
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from . import checkpoint, loading
+from .catalog import MODELS, NamedModel, cache_dir, cached_path, embedded_default
 from .checkpoint import CheckpointError
 from .choices import DEFAULT_DEVICE
 from .device import resolve_device
@@ -21,60 +19,11 @@ from .model import TaggingModel
 
 __all__ = ["NamedModel", "MODELS", "HubError", "cache_dir", "cached_path", "pull", "load_model"]
 
-# The file an embedded default model ships as, inside the package's data folder.
-DEFAULT_MODEL_FILE = "default.safetensors"
 _HF_FILES = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
 
 
 class HubError(RuntimeError):
     """A named model that cannot be had: the message says how to get it by hand."""
-
-
-@dataclass(frozen=True)
-class NamedModel:
-    name: str
-    description: str
-    hub_id: str | None = None
-    size_mb: int | None = None
-    metric: str = ""
-
-
-MODELS: dict[str, NamedModel] = {
-    m.name: m
-    for m in (
-        NamedModel("default", "asttag's small embedded AudioSet tagger (527 classes, offline)"),
-        NamedModel("audioset-10-10-0.4593", "AST base, AudioSet, stride 10/10, weight-averaged",
-                   "MIT/ast-finetuned-audioset-10-10-0.4593", 346, "mAP 0.4593"),
-        NamedModel("audioset-10-10-0.450", "AST base, AudioSet, stride 10/10",
-                   "MIT/ast-finetuned-audioset-10-10-0.450", 346, "mAP 0.450"),
-        NamedModel("audioset-10-10-0.448", "AST base, AudioSet, stride 10/10",
-                   "MIT/ast-finetuned-audioset-10-10-0.448", 346, "mAP 0.448"),
-        NamedModel("audioset-10-10-0.448-v2", "AST base, AudioSet, stride 10/10 (second run)",
-                   "MIT/ast-finetuned-audioset-10-10-0.448-v2", 346, "mAP 0.448"),
-        NamedModel("audioset-12-12-0.447", "AST base, AudioSet, stride 12/12",
-                   "MIT/ast-finetuned-audioset-12-12-0.447", 344, "mAP 0.447"),
-        NamedModel("audioset-14-14-0.443", "AST base, AudioSet, stride 14/14",
-                   "MIT/ast-finetuned-audioset-14-14-0.443", 343, "mAP 0.443"),
-        NamedModel("audioset-16-16-0.442", "AST base, AudioSet, stride 16/16 (no overlap)",
-                   "MIT/ast-finetuned-audioset-16-16-0.442", 344, "mAP 0.442"),
-        NamedModel("speechcommands-v2", "AST base, Speech Commands V2 (35 words, 1.28 s)",
-                   "MIT/ast-finetuned-speech-commands-v2", 344, "accuracy 0.9812"),
-    )
-}
-
-
-def cache_dir() -> Path:
-    """Where pulled models live: $ASTTAG_CACHE, else ~/.cache/asttag."""
-    return Path(os.environ.get("ASTTAG_CACHE") or Path.home() / ".cache" / "asttag")
-
-
-def cached_path(name: str) -> Path:
-    return cache_dir() / "models" / f"{name}.safetensors"
-
-
-def _embedded_default() -> Path | None:
-    path = resources.files("asttag") / "data" / DEFAULT_MODEL_FILE
-    return Path(str(path)) if path.is_file() else None
 
 
 def pull(name_or_id: str, *, force: bool = False) -> Path:
@@ -99,7 +48,7 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
             f"cannot download {hub_id} ({detail}). Without network: fetch config.json, "
             f"preprocessor_config.json and the weights of https://huggingface.co/{hub_id} on "
             f"another machine into a folder DIR, then run `asttag models convert DIR {target}` "
-            "(or pass --model DIR directly)"
+            "(or load DIR directly)"
         ) from None
     model = checkpoint.load(folder)
     return checkpoint.save(model, target, extra={"source": f"hf:{hub_id}"})
@@ -108,19 +57,24 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
 def load_model(source: str = "default", *, device: str = DEFAULT_DEVICE) -> TaggingModel:
     """A model (an `AST` or an `Ensemble`) from a name, a local file or directory, or a hub id,
     moved to `device` and put in eval mode."""
+    # A name means the named model even where a file of that name lies in the working
+    # directory: `./default` says the file.
     path = Path(source).expanduser()
-    if path.exists():
-        model = loading.load(path)
-    elif source == "default":
-        embedded = _embedded_default()
+    if source == "default":
+        embedded = embedded_default()
         if embedded is None:
             raise HubError(
-                "no default model ships with this version of asttag yet: pass --model with a "
-                "checkpoint, or `asttag models pull audioset-10-10-0.4593` where there is network"
+                "no default model ships with this version of asttag yet: load a checkpoint, or "
+                "pull audioset-10-10-0.4593 (`asttag models pull`) where there is network"
             )
         model = loading.load(embedded)
-    elif source in MODELS or source.count("/") == 1 and not source.startswith((".", "/")):
-        cached = cached_path(MODELS[source].name if source in MODELS else source.replace("/", "--"))
+    elif source in MODELS:
+        cached = cached_path(MODELS[source].name)
+        model = loading.load(cached if cached.exists() else pull(source))
+    elif path.exists():
+        model = loading.load(path)
+    elif source.count("/") == 1 and not source.startswith((".", "/")):
+        cached = cached_path(source.replace("/", "--"))
         model = loading.load(cached if cached.exists() else pull(source))
     else:
         known = ", ".join(MODELS)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, load_state, read_tensors
+from .errors import about
 from .features import FeatureConfig
 from .labels import LabelSet
 from .model import AST, ASTConfig
@@ -120,12 +121,12 @@ def _deit_state(config: ASTConfig, weights: str | Path | None) -> dict[str, torc
     try:
         return timm.create_model(name, pretrained=True).state_dict()
     except Exception as e:  # noqa: BLE001 (no network, no cache, hub error: all mean "pass a file")
-        raise PretrainedError(
+        raise about(PretrainedError(
             f"cannot download the ImageNet weights of {name} ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else 'no detail'}). Offline, download "
             f"timm/{name}.fb_in1k elsewhere and pass its model.safetensors (or a .pth state dict) "
-            "as the ImageNet weights file (--imagenet-weights FILE)"
-        ) from None
+            "as the ImageNet weights file"
+        ), "imagenet_weights") from None
 
 
 def imagenet_init(

@@ -181,3 +181,26 @@ def test_models_info_shows_the_event_threshold_and_how_it_was_chosen(tmp_path):
         "event_threshold": {"value": 0.27, "rule": "maximises micro-F1 (0.61) against ..."}})
     data = json.loads(runner.invoke(app, ["models", "info", str(chosen), "--json"]).stdout)
     assert data["event_threshold"] == {"value": 0.27, "rule": "maximises micro-F1 (0.61) against ..."}
+def test_models_list_in_a_pipe_gives_full_names_in_plain_rows_without_torch():
+    from asttag.catalog import MODELS
+
+    code = ("import sys; from typer.testing import CliRunner; from asttag.cli import app; "
+            "r = CliRunner().invoke(app, ['models', 'list']); sys.stdout.write(r.stdout); "
+            "sys.exit(2 if 'torch' in sys.modules else r.exit_code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [row[0] for row in rows] == list(MODELS) and {len(row) for row in rows} == {6}
+
+
+def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
+    from asttag.catalog import embedded_default
+    from asttag.hub import load_model
+
+    if embedded_default() is None:
+        pytest.skip("this build ships no default model")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # say, a folder of results
+    assert len(load_model("default", device="cpu").labels) == 527
+    with pytest.raises(Exception, match="default"):
+        load_model("./default", device="cpu")  # spelled as a path, it is the folder

@@ -255,3 +255,23 @@ def test_when_nothing_passes_the_best_score_and_the_option_are_said(model_path, 
     assert "no tags at or over the threshold 1; the best score was" in " ".join(tags.stderr.split())
     quiet = invoke(strict, recordings[0], "--events", "-q")
     assert "best score" not in quiet.stderr
+def test_ctrl_c_says_what_was_kept_and_how_to_go_on(model_path, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(20):
+        write_wave(folder / f"f{i:02d}.wav", 10, seed=i)
+    out = tmp_path / "out.csv"
+    journal = tmp_path / "out.csv.asttag-journal"
+    command = [sys.executable, "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
+               str(folder), "-o", str(out), "-b", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + 2 files
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.002)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"kept in {journal}; run the same command again" in " ".join(stderr.split())
+    assert "Traceback" not in stderr and stdout == "" and journal.exists() and not out.exists()

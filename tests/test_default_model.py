@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from asttag import checkpoint
 from asttag.cli import app
-from asttag.hub import _embedded_default
+from asttag.catalog import embedded_default
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()
@@ -27,7 +27,7 @@ def top_tags(*names: str, top: int) -> dict[str, list[str]]:
 
 
 def test_the_default_model_ships_small_and_self_described():
-    path = _embedded_default()
+    path = embedded_default()
     assert path is not None, "asttag/data/default.safetensors is missing from the package"
     assert path.stat().st_size <= 25 * 2**20
     assert checkpoint.safetensors_header(path)["format"] == "asttag"

@@ -21,6 +21,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain help and one-line usage errors, as git's and ripgrep's: no boxes that squeeze the
+    # descriptions, no type column, and user text is never read as Rich markup.
+    rich_markup_mode=None,
 )
 
 # stdout carries data only; everything meant for a person goes here.

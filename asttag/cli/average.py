@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from .app import app, check_output_file, console, fail
+from .options import COUNT
 
 
 @app.command()
@@ -18,11 +19,11 @@ def average(
     output: Path = typer.Option(
         ..., "--output", "-o", help="Where to write the averaged checkpoint."),
     from_epoch: Optional[int] = typer.Option(
-        None, "--from-epoch", help="First epoch of the averaging window (inclusive)."),
+        None, "--from-epoch", parser=COUNT, metavar="EPOCH", help="First epoch of the averaging window (inclusive)."),
     to_epoch: Optional[int] = typer.Option(
-        None, "--to-epoch", help="Last epoch of the averaging window (inclusive)."),
+        None, "--to-epoch", parser=COUNT, metavar="EPOCH", help="Last epoch of the averaging window (inclusive)."),
     top: Optional[int] = typer.Option(
-        None, "--top", help="Average the N checkpoints with the best --metric (after the window)."),
+        None, "--top", parser=COUNT, metavar="N", help="Average the N checkpoints with the best --metric (after the window)."),
     metric: str = typer.Option(
         "mAP", "--metric",
         help="Stored metric --top ranks by: higher is better, except for names ending in loss."),

@@ -15,6 +15,7 @@ import typer
 
 from .app import EXIT_USAGE, app, console, fail, user_errors
 from .options import (
+    COUNT,
     DEVICE,
     RUN_OPTIONS,
     CacheDir,
@@ -33,6 +34,7 @@ from .options import (
     Workers,
     build_recipe,
     given,
+    number,
     refuse_given,
 )
 from .reporting import guarded, report_run, runtime
@@ -55,13 +57,14 @@ def distill(
     recipe: Annotated[str, typer.Option(
         "--recipe", help="A shipped recipe name or a recipe YAML file.")] = DEFAULT_RECIPE,
     size: Size = None,
-    depth: Annotated[Optional[int], typer.Option("--depth", min=1, help="Transformer blocks.")] = None,
+    depth: Annotated[Optional[int], typer.Option(
+        "--depth", parser=COUNT, metavar="N", help="Transformer blocks.")] = None,
     fstride: FStride = None,
     tstride: TStride = None,
     mel_bins: Annotated[Optional[int], typer.Option(
-        "--mel-bins", min=1, help="Mel bins of the student's input (a model teacher's own).")] = None,
+        "--mel-bins", parser=COUNT, metavar="N", help="Mel bins of the student's input (a model teacher's own).")] = None,
     length: Annotated[Optional[int], typer.Option(
-        "--length", min=16, help="Student window in 10 ms frames (1024: 10.24 s).")] = None,
+        "--length", parser=number(whole=True, at_least=16), metavar="FRAMES", help="Student window in 10 ms frames (1024: 10.24 s).")] = None,
     epochs: Epochs = None,
     lr: LearningRate = None,
     batch_size: TrainBatchSize = None,

@@ -10,7 +10,7 @@ import typer
 
 from ..choices import EMBEDDING_FORMATS
 from .app import EXIT_FAILED, EXIT_OK, app, console, fail
-from .options import DEVICE, Device, PadName, TagPrecision
+from .options import COUNT, DEVICE, SECONDS, Device, PadName, TagPrecision, number
 from .tag import (
     _job_usage,
     _note,
@@ -44,19 +44,22 @@ def embed(
     patches: bool = typer.Option(
         False, "--patches", help="Also the mean of the patch tokens, per window and per file."),
     window: Optional[float] = typer.Option(
-        None, "--window", help="Window length in seconds (default: the model's input length)."),
+        None, "--window", parser=SECONDS, metavar="SECONDS", help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
-        None, "--hop", help="Seconds between window starts (default: the window length)."),
+        None, "--hop", parser=SECONDS, metavar="SECONDS", help="Seconds between window starts (default: the window length)."),
     pad: PadName = typer.Option(
         "zero", "--pad", help="Fill short clips and the last window with zeros or by repeating."),
     device: Device = DEVICE,
     precision: TagPrecision = typer.Option(
         "fp32", "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", "-b", min=1, help="Windows per forward pass (default as for tag)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
+        None, "--batch-size", "-b", parser=COUNT, metavar="N",
+        help="Windows per forward pass (default as for tag)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", parser=COUNT, metavar="N",
+        help="CPU threads for the model (default: torch's, one per core)."),
     workers: int = typer.Option(
-        1, "--workers", "-j", min=0,
+        1, "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
         help="Processes decoding and computing features while the model runs (0: in turn)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     errors_log: Optional[Path] = typer.Option(

@@ -25,6 +25,7 @@ from .options import (
 from .reporting import load_split, report_metrics
 
 ensemble_app = typer.Typer(
+    rich_markup_mode=None,
     help="Ensembles: several models' probabilities averaged (the paper's Ensemble-S/-M).",
     no_args_is_help=True,
 )

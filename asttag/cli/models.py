@@ -10,8 +10,10 @@ from typing import Optional
 import typer
 
 from .app import EXIT_USAGE, app, check_output_file, console, fail
+from .options import COUNT, number
 
-models_app = typer.Typer(help="List, inspect, convert, download and export models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, inspect, convert, download and export models.",
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 
 
@@ -28,15 +30,18 @@ def _print_json(data: object) -> None:
 def list_models(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """The named models: the embedded default and the published AST models."""
-    from rich.table import Table
+    """The named models: the embedded default and the published AST models.
 
-    from ..hub import MODELS, _embedded_default, cached_path
+    A table on a terminal; in a pipe, one tab-separated row per model (name first).
+    """
+    import sys
+
+    from ..catalog import MODELS, cached_path, embedded_default
 
     rows = []
     for m in MODELS.values():
         if m.hub_id is None:
-            status = "embedded" if _embedded_default() else "not shipped yet"
+            status = "embedded" if embedded_default() else "not shipped yet"
         else:
             status = "cached" if cached_path(m.name).exists() else "downloadable"
         rows.append({"name": m.name, "description": m.description, "hub_id": m.hub_id,
@@ -44,12 +49,20 @@ def list_models(
     if as_json:
         _print_json(rows)
         return
-    table = Table("name", "status", "size (MB)", "metric", "hub id", "description")
-    for r in rows:
-        table.add_row(r["name"], r["status"], str(r["size_mb"] or "-"), r["metric"] or "-",
-                      r["hub_id"] or "-", r["description"])
+    cells = [[r["name"], r["status"], str(r["size_mb"] or "-"), r["metric"] or "-",
+              r["hub_id"] or "-", r["description"]] for r in rows]
+    if not sys.stdout.isatty():
+        print("".join("\t".join(row) + "\n" for row in cells), end="")
+        return
     from rich.console import Console
+    from rich.table import Column, Table
 
+    # The name is what one types next: never cut; the description wraps instead (the hub id
+    # is in the plain rows and the JSON).
+    table = Table(Column("name", no_wrap=True), Column("status", no_wrap=True),
+                  Column("MB", no_wrap=True), Column("metric", no_wrap=True), "description")
+    for name, status, size, metric, _, description in cells:
+        table.add_row(name, status, size, metric, description)
     Console().print(table)
 
 
@@ -137,16 +150,16 @@ def convert(
         None, "--stride", help="Official .pth only: frequency and time stride (default: from the "
                                "file name, else the only published stride that fits)."),
     target_length: Optional[int] = typer.Option(
-        None, "--target-length", min=1,
+        None, "--target-length", parser=COUNT, metavar="FRAMES",
         help="Official .pth only: input frames (default: the only published length that fits)."),
-    mel_bins: int = typer.Option(128, "--mel-bins", min=1, help="Official .pth only: mel bins."),
+    mel_bins: int = typer.Option(128, "--mel-bins", parser=COUNT, metavar="N", help="Official .pth only: mel bins."),
     labels: Optional[Path] = typer.Option(
         None, "--labels", help="Official .pth only: a label CSV (index,mid,display_name as AudioSet's "
                                "class_labels_indices.csv) or one name a line (default: by head size)."),
     mean: Optional[float] = typer.Option(
-        None, "--mean", help="Official .pth only: normalisation mean (default: by head size)."),
+        None, "--mean", parser=number(), metavar="X", help="Official .pth only: normalisation mean (default: by head size)."),
     std: Optional[float] = typer.Option(
-        None, "--std",
+        None, "--std", parser=number(above=0), metavar="X",
         help="Official .pth only: normalisation std (default: by head size)."),
     multi_label: Optional[bool] = typer.Option(
         None, "--multi-label/--single-label",

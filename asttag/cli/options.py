@@ -7,6 +7,8 @@ were given comes from Click's parameter sources, never from comparing values wit
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Optional
@@ -28,6 +30,38 @@ else:
     AggregateName = Literal[AGGREGATES]
     TagPrecision = Literal[TAG_PRECISIONS]
     PrecisionName = Literal[PRECISIONS]
+
+# --------------------------------------------------------------------------- numbers
+
+
+def number(*, above: float | None = None, at_least: float | None = None,
+           at_most: float | None = None, whole: bool = False) -> Callable[[object], float]:
+    """The parser of a numeric option (Typer's `parser=`): anything else is a usage error that
+    names the option and the range (`Invalid value for '--hop': inf: expected a finite number
+    above 0`). nan and infinities are never numbers here."""
+    if at_least is not None and at_most is not None:
+        bounds = [f"from {at_least:g} to {at_most:g}"]
+    else:
+        bounds = [f"above {above:g}" if above is not None else "",
+                  f"at least {at_least:g}" if at_least is not None else "",
+                  f"at most {at_most:g}" if at_most is not None else ""]
+    wanted = " and ".join(b for b in bounds if b)
+    wanted = ("a whole number" if whole else "a finite number") + (f" {wanted}" if wanted else "")
+
+    def parse(text: object) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise typer.BadParameter(f"{text}: expected {wanted}") from None
+        if (not math.isfinite(value) or (whole and not value.is_integer())
+                or (above is not None and value <= above)
+                or (at_least is not None and value < at_least)
+                or (at_most is not None and value > at_most)):
+            raise typer.BadParameter(f"{text}: expected {wanted}")
+        return int(value) if whole else value
+
+    return parse
+
 
 # --------------------------------------------------------------------------- what was given
 
@@ -141,16 +175,27 @@ ImagenetWeights = Annotated[Optional[Path], typer.Option(
     "imagenet; without it timm downloads them.")]
 Size = Annotated[Optional[str], typer.Option(
     "--size", help="Size preset for imagenet/none: tiny224, small224, base224, base384.")]
-FStride = Annotated[Optional[int], typer.Option("--fstride", min=1, help="Patch stride along frequency.")]
-TStride = Annotated[Optional[int], typer.Option("--tstride", min=1, help="Patch stride along time.")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs to train.")]
+COUNT = number(whole=True, at_least=1)  # how many of something: 1 or more
+SECONDS = number(above=0)  # a stretch of time
+SCORE = number(at_least=0, at_most=1)  # a probability
+FStride = Annotated[Optional[int], typer.Option(
+    "--fstride", parser=COUNT, metavar="N", help="Patch stride along frequency.")]
+TStride = Annotated[Optional[int], typer.Option(
+    "--tstride", parser=COUNT, metavar="N", help="Patch stride along time.")]
+Epochs = Annotated[Optional[int], typer.Option(
+    "--epochs", parser=COUNT, metavar="N", help="Epochs to train.")]
 LearningRate = Annotated[Optional[float], typer.Option(
-    "--lr", min=0.0, help="Peak learning rate (replaces the recipe's per-init rates).")]
+    "--lr", parser=number(above=0), metavar="RATE",
+    help="Peak learning rate (replaces the recipe's per-init rates).")]
 TrainBatchSize = Annotated[Optional[int], typer.Option(
-    "--batch-size", "-b", min=1, help="Examples per optimiser step, over all processes.")]
+    "--batch-size", "-b", parser=COUNT, metavar="N",
+    help="Examples per optimiser step, over all processes.")]
 GradAccum = Annotated[Optional[int], typer.Option(
-    "--grad-accum", min=1, help="Forward passes per optimiser step (the batch is split).")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed of every random choice.")]
+    "--grad-accum", parser=COUNT, metavar="N",
+    help="Forward passes per optimiser step (the batch is split).")]
+Seed = Annotated[Optional[int], typer.Option(
+    "--seed", parser=number(whole=True, at_least=0), metavar="N",
+    help="Seed of every random choice.")]
 Out = Annotated[Optional[Path], typer.Option(
     "--out", "-o", help="Run directory to create (default: runs/<recipe>-<time>).")]
 RecipeOption = Annotated[Optional[str], typer.Option(
@@ -170,9 +215,12 @@ RUN_OPTIONS = {"resume", "device", "workers", "cache_dir", "quiet"}
 
 # --------------------------------------------------------------------------- shared by all
 
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Device = Annotated[str, typer.Option(
+    "--device", metavar="DEVICE", help="auto (CUDA when present), cpu, cuda or cuda:N.")]
 DEVICE = DEFAULT_DEVICE
-Workers = Annotated[int, typer.Option("--workers", "-j", min=0, help="Audio decoding processes.")]
+Workers = Annotated[int, typer.Option(
+    "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
+    help="Audio decoding processes.")]
 
 # --------------------------------------------------------------------------- evaluation options
 
@@ -182,7 +230,8 @@ Layout = Annotated[str, typer.Option(
 Split = Annotated[Optional[str], typer.Option(
     "--split", help="train, valid or test (default: test, else valid, else train: the first "
     "the data set has).", show_default=False)]
-EvalBatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Clips per forward pass.")]
+EvalBatchSize = Annotated[int, typer.Option(
+    "--batch-size", "-b", parser=COUNT, metavar="N", help="Clips per forward pass.")]
 EvalPrecision = Annotated[PrecisionName, typer.Option(
     "--precision", help="fp32, bf16, fp16 or auto (bf16/fp16 on CUDA, fp32 on the CPU).")]
 PerClass = Annotated[bool, typer.Option("--per-class", help="Also report AP and AUC per label.")]

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
-from .options import DEVICE, Device
+from .options import COUNT, DEVICE, SCORE, SECONDS, Device, number
 
 
 @app.command()
@@ -29,15 +29,17 @@ def plot(
              "a run's as metrics.png inside it)."),
     model: str = typer.Option(
         "default", "--model", "-m", help="The model that tags audio inputs (as for `asttag tag`)."),
-    top: int = typer.Option(10, "--top", "-k", min=1, help="Label rows: the K best clip scores."),
+    top: int = typer.Option(10, "--top", "-k", parser=COUNT, metavar="K", help="Label rows: the K best clip scores."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", min=0.0, max=1.0, help="Event threshold (default: the one the model recommends, else 0.5)."),
+        None, "--threshold", "-t", parser=SCORE, metavar="SCORE", help="Event threshold (default: the one the model recommends, else 0.5)."),
     labels: Optional[list[str]] = typer.Option(
         None, "--labels", "-l", help="Only these labels (names, ids or indices)."),
     hop: Optional[float] = typer.Option(
-        None, "--hop", help="Seconds between window starts (default: the window length)."),
+        None, "--hop", parser=SECONDS, metavar="SECONDS", help="Seconds between window starts (default: the window length)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
-    width: int = typer.Option(1600, "--width", min=400, help="Picture width in pixels."),
+    width: int = typer.Option(
+        1600, "--width", parser=number(whole=True, at_least=400), metavar="PIXELS",
+        help="Picture width in pixels."),
     device: Device = DEVICE,
 ) -> None:
     """Draw PNG pictures: a recording's spectrogram, label scores over time and events; a

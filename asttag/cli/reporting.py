@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
+from ..errors import parameter_of
 from .app import EXIT_USAGE, console, fail, user_errors
 from .options import OutputFormat, parse_data_options
 
@@ -46,10 +47,21 @@ def guarded(run, *, quiet: bool):
     try:
         return run(observer)
     except (TrainingError, PretrainedError, *user_errors()) as e:
-        fail(e)
+        hint = _TRAINING_HINTS.get(parameter_of(e) or "")
+        fail(f"{e} ({hint})" if hint else e)
     finally:
         observer.close()
         close_distributed()
+
+
+# What to pass, on this command line, for the argument a library error is about.
+_TRAINING_HINTS = {
+    "data_dir": "pass --data-dir",
+    "device": "pass --device cuda or auto",
+    "run_dir": "go on with --resume RUN_DIR, or give another --out",
+    "imagenet_weights": "pass --imagenet-weights FILE",
+    "num_mel_bins": "pass --mel-bins",
+}
 
 
 def report_run(summary: dict) -> None:

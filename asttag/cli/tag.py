@@ -18,10 +18,22 @@ from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
 
+from ..choices import AGGREGATES, PADS, TAG_PRECISIONS
 from ..names import display_name
-from ..writers import format_for
+from ..writers import WRITERS, format_for
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail, stdout_fault
-from .options import DEVICE, AggregateName, Device, FormatName, PadName, TagPrecision
+from .options import (
+    COUNT,
+    DEVICE,
+    SCORE,
+    SECONDS,
+    AggregateName,
+    Device,
+    FormatName,
+    PadName,
+    TagPrecision,
+    number,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -79,6 +91,7 @@ class _Progress:
         self.done_word = done
         self.explain: Callable[[TagResult], str | None] | None = None  # says why a file gave nothing
         self.picture: Callable[[TagResult], object] | None = None  # draws each result (--plot)
+        self.plan: JobPlan | None = None
         self.files = 0
         self.failures = 0
         self.seconds = 0.0
@@ -98,6 +111,7 @@ class _Progress:
 
     # The job calls these (see asttag.runs.JobObserver).
     def planned(self, plan: JobPlan) -> None:
+        self.plan = plan
         for stale in plan.stale:
             _note(f"ignoring {stale}: written with other options")
         if plan.damaged:
@@ -222,6 +236,23 @@ def _steady_heap() -> None:
     libc.mallopt(m_mmap_threshold, 1 << 20)
 
 
+def _interrupted(progress: _Progress, *, to_stdout: bool, output_dir: Path | None) -> NoReturn:
+    """Ctrl-C: say what was kept and how to go on, and exit 130 (128 + SIGINT), as shells do."""
+    done = f"{progress.files - progress.failures} file(s) {progress.done_word}"
+    if progress.plan is not None and progress.plan.journal is not None:
+        kept = (f"{done} now and {progress.plan.resumed} before are kept in "
+                f"{progress.plan.journal}; run the same command again to go on from there")
+    elif output_dir is not None:
+        kept = (f"the outputs of {done} are in {output_dir}; run the same command with "
+                "--skip-existing to go on")
+    elif to_stdout:
+        kept = f"{done} went to stdout; nothing else was kept"
+    else:
+        kept = f"{done}; nothing was kept"
+    error(f"interrupted: {kept}")
+    raise typer.Exit(130)
+
+
 # How the job's arguments are spelled on this command line.
 _FLAGS = {"output": "-o/--output", "output_dir": "--output-dir", "errors_log": "--errors-log",
           "paths": "INPUT", "skip_existing": "--skip-existing"}
@@ -256,62 +287,77 @@ def _drawer(tagger: Tagger, pictures: dict[Path, Path]) -> Callable[[TagResult],
 @app.command()
 def tag(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...",
+        ..., metavar="INPUT",
         help="Audio or video files (wav, flac, mp3, ogg, opus, m4a, mp4, mov, mkv, webm, ...: what "
              "libsndfile or FFmpeg reads), directories, glob patterns, or - to read paths from stdin."),
     model: str = typer.Option(
-        "default", "--model", "-m",
+        "default", "--model", "-m", metavar="MODEL",
         help="A name from `asttag models list`, an asttag checkpoint, an official .pth file or a "
              "transformers directory."),
     fmt: Optional[FormatName] = typer.Option(
-        None, "--format", "-f",
-        help="Output format (default: table on a terminal, else csv; with -o, from its suffix)."),
+        None, "--format", "-f", metavar="FORMAT",
+        help=f"Output format: {', '.join(WRITERS)} (default: table on a terminal, else csv; "
+             "with -o, from its suffix)."),
     output: Optional[str] = typer.Option(
-        None, "--output", "-o", help="One output file for all inputs, resumable; - is stdout."),
+        None, "--output", "-o", metavar="FILE", help="One output file for all inputs, resumable; - is stdout."),
     output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir", help="One output file per input, mirroring the input folders."),
+        None, "--output-dir", metavar="DIR", help="One output file per input, mirroring the input folders."),
     skip_existing: bool = typer.Option(
         False, "--skip-existing", help="With --output-dir: leave inputs whose output exists."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Look inside sub-directories."),
     top: Optional[int] = typer.Option(
-        None, "--top", "-k", min=1,
+        None, "--top", "-k", parser=COUNT, metavar="K",
         help="Keep the K best labels (default: 5, or all over --threshold when one is given)."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", "-t", min=0.0, max=1.0,
+        None, "--threshold", "-t", parser=SCORE, metavar="SCORE",
         help="Keep labels scoring at least this; events use it too (default for events: the "
              "model's recommended threshold, see `asttag models info`; 0.5 where it has none)."),
     labels: Optional[list[str]] = typer.Option(
-        None, "--labels", "-l", help="Only these labels (names, ids or indices; comma-separated "
+        None, "--labels", "-l", metavar="LABEL", help="Only these labels (names, ids or indices; comma-separated "
                                      "or repeated)."),
     segments: bool = typer.Option(False, "--segments", help="One row per window and label."),
     events: bool = typer.Option(
         False, "--events", help="Consecutive windows over the threshold merged into events."),
     aggregate: Optional[AggregateName] = typer.Option(
-        None, "--aggregate",
+        None, "--aggregate", metavar="|".join(AGGREGATES),
         help="How clip tags combine windows (default: max for multi-label models, else mean)."),
     window: Optional[float] = typer.Option(
-        None, "--window", help="Window length in seconds (default: the model's input length)."),
+        None, "--window", parser=SECONDS, metavar="SECONDS",
+        help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
-        None, "--hop", help="Seconds between window starts (default: the window length)."),
+        None, "--hop", parser=SECONDS, metavar="SECONDS",
+        help="Seconds between window starts (default: the window length)."),
     pad: PadName = typer.Option(
-        "zero", "--pad", help="Fill short clips and the last window with zeros or by repeating."),
+        "zero", "--pad", metavar="|".join(PADS), help="Fill short clips and the last window with zeros or by repeating."),
     device: Device = DEVICE,
     precision: TagPrecision = typer.Option(
-        "fp32", "--precision", help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+        "fp32", "--precision", metavar="|".join(TAG_PRECISIONS), help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", "-b", min=1, help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, up to 64 for smaller inputs)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the model."),
+        None, "--batch-size", "-b", parser=COUNT, metavar="N",
+        help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, "
+             "up to 64 for smaller inputs)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", parser=COUNT, metavar="N",
+        help="CPU threads for the model (default: torch's, one per core)."),
     workers: int = typer.Option(
-        1, "--workers", "-j", min=0,
+        1, "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
         help="Processes decoding and computing features while the model runs (0: in turn)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     errors_log: Optional[Path] = typer.Option(
-        None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
+        None, "--errors-log", metavar="FILE", help="Write the failed files and why, one per line (path TAB reason)."),
     plot_dir: Optional[Path] = typer.Option(
-        None, "--plot", help="Also draw each recording tagged as DIR/<name>.png, as `asttag plot` "
+        None, "--plot", metavar="DIR", help="Also draw each recording tagged as DIR/<name>.png, as `asttag plot` "
                              "does (needs asttag[plot])."),
 ) -> None:
-    """Tag audio files of any length: clip tags, per-window segments or merged events."""
+    """Tag audio files of any length: clip tags, per-window segments or merged events.
+
+    \b
+    Examples:
+      asttag tag recordings/*.wav --top 5
+      asttag tag field/ -r --events -t 0.3 -o events.csv
+      asttag tag podcast.mp3 --segments --hop 5.12 -f jsonl | jq
+      find . -name '*.flac' | asttag tag - --output-dir tags/ -f raven
+    """
     from ..runs import JobError, Shard, check_destinations
 
     if output is not None and output_dir is not None:
@@ -389,6 +435,9 @@ def tag(
         if to_stdout and e.filename is None:
             stdout_fault(e)
         fail(e)
+    except KeyboardInterrupt:
+        progress.close()
+        _interrupted(progress, to_stdout=to_stdout, output_dir=output_dir)
     finally:
         progress.close()
     if not quiet:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..device import resolve_device
+from ..errors import about
 from .interface import TrainingError
 
 __all__ = ["Processes", "processes", "close_distributed", "process_device"]
@@ -73,6 +74,7 @@ def process_device(name: str, processes: Processes) -> torch.device:
         raise TrainingError(str(e)) from None
     if device.type == "cuda" and processes.world_size > 1:
         if device.index is not None:
-            raise TrainingError("under torchrun each process takes its own GPU: pass --device cuda or auto")
+            raise about(TrainingError("under torchrun each process takes its own GPU: choose device "
+                                      "cuda or auto"), "device")
         device = torch.device("cuda", processes.local_rank)
     return device

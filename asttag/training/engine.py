@@ -20,6 +20,7 @@ from ..checkpoint import load as load_checkpoint
 from ..checkpoint import save
 from ..datasets import DatasetSplits, Example
 from ..device import autocast, resolve_precision
+from ..errors import about
 from ..inference import ClipDataset, example_logits, target_matrix
 from ..metrics import evaluate_scores
 from ..model import AST
@@ -335,8 +336,8 @@ def train(
     chosen = Path(run_dir) if run_dir else RunDirectory.new(recipe.name).path
     run = RunDirectory(processes.broadcast(chosen))
     if run.started():
-        raise TrainingError(f"{run.path} already holds a training run: resume it (--resume "
-                            f"{run.path}) or choose another output folder")
+        raise about(TrainingError(f"{run.path} already holds a training run: resume it or "
+                                  "choose another run directory"), "run_dir")
     splits = load_splits(recipe)
     trainer = _Trainer(recipe, run, splits, build_model(recipe, splits.labels, source=source),
                        runtime=runtime, processes=processes, observer=observer or Observer(),

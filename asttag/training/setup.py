@@ -9,6 +9,7 @@ import torch
 
 from ..checkpoint import load_state
 from ..datasets import DatasetSplits, load_dataset
+from ..errors import about
 from ..features import FeatureConfig
 from ..hub import load_model
 from ..labels import LabelSet
@@ -27,7 +28,7 @@ AUDIOSET_MODEL = "audioset-10-10-0.4593"  # the published model AST-P starts fro
 def load_splits(recipe: Recipe) -> DatasetSplits:
     """The data set a recipe trains on (its data_dir, dataset layout and reader options)."""
     if recipe.data_dir is None:
-        raise TrainingError(f"recipe {recipe.name} names no data: pass --data-dir")
+        raise about(TrainingError(f"recipe {recipe.name} names no data"), "data_dir")
     options = {k: v for k, v in recipe.data.items() if v is not None}
     if recipe.dataset == "audioset" and Path(recipe.data_dir).suffix.lower() == ".json":
         # `train` picks the segments CSVs of the folder layout; a manifest is its own train list.
