@@ -62,5 +62,5 @@ def cached_path(name: str) -> Path:
 
 def embedded_default() -> Path | None:
     """The default model's file inside the package, when this build ships one."""
-    path = resources.files("asttag").joinpath("data", DEFAULT_MODEL_FILE)
+    path = resources.files("asttag").joinpath("data").joinpath(DEFAULT_MODEL_FILE)
     return Path(str(path)) if path.is_file() else None

@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from asttag import checkpoint
-from asttag.cli import app
 from asttag.catalog import embedded_default
+from asttag.cli import app
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()

@@ -253,6 +253,10 @@ def _interrupted(progress: _Progress, *, to_stdout: bool, output_dir: Path | Non
     raise typer.Exit(130)
 
 
+# The core's choices as the help shows them.
+_FORMATS = ", ".join(WRITERS)
+_AGGREGATES, _PADS, _PRECISIONS = ("|".join(c) for c in (AGGREGATES, PADS, TAG_PRECISIONS))
+
 # How the job's arguments are spelled on this command line.
 _FLAGS = {"output": "-o/--output", "output_dir": "--output-dir", "errors_log": "--errors-log",
           "paths": "INPUT", "skip_existing": "--skip-existing"}
@@ -296,7 +300,7 @@ def tag(
              "transformers directory."),
     fmt: Optional[FormatName] = typer.Option(
         None, "--format", "-f", metavar="FORMAT",
-        help=f"Output format: {', '.join(WRITERS)} (default: table on a terminal, else csv; "
+        help=f"Output format: {_FORMATS} (default: table on a terminal, else csv; "
              "with -o, from its suffix)."),
     output: Optional[str] = typer.Option(
         None, "--output", "-o", metavar="FILE", help="One output file for all inputs, resumable; - is stdout."),
@@ -319,7 +323,7 @@ def tag(
     events: bool = typer.Option(
         False, "--events", help="Consecutive windows over the threshold merged into events."),
     aggregate: Optional[AggregateName] = typer.Option(
-        None, "--aggregate", metavar="|".join(AGGREGATES),
+        None, "--aggregate", metavar=_AGGREGATES,
         help="How clip tags combine windows (default: max for multi-label models, else mean)."),
     window: Optional[float] = typer.Option(
         None, "--window", parser=SECONDS, metavar="SECONDS",
@@ -328,10 +332,12 @@ def tag(
         None, "--hop", parser=SECONDS, metavar="SECONDS",
         help="Seconds between window starts (default: the window length)."),
     pad: PadName = typer.Option(
-        "zero", "--pad", metavar="|".join(PADS), help="Fill short clips and the last window with zeros or by repeating."),
+        "zero", "--pad", metavar=_PADS,
+        help="Fill short clips and the last window with zeros or by repeating."),
     device: Device = DEVICE,
     precision: TagPrecision = typer.Option(
-        "fp32", "--precision", metavar="|".join(TAG_PRECISIONS), help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+        "fp32", "--precision", metavar=_PRECISIONS,
+        help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", parser=COUNT, metavar="N",
         help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, "
