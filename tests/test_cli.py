@@ -21,7 +21,7 @@ def test_help_lists_every_command():
     assert result.exit_code == 0
     # The first word of each row of the Commands panel, not any substring ("tag" is in "asttag").
     panel = result.output.split("Commands", 1)[1]
-    listed = set(re.findall(r"^\S ([a-z]+) {2,}\S", panel, flags=re.MULTILINE))
+    listed = set(re.findall(r"^ +([a-z]+) {2,}\S", panel, flags=re.MULTILINE))
     registered = set(typer.main.get_command(app).commands)
     assert listed == registered
     assert {"tag", "train", "finetune", "distill", "evaluate", "average", "ensemble",
