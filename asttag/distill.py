@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .atomic import atomic_write_text
+from .choices import DEFAULT_DEVICE
 from .errors import about
 from .rundir import RECIPE_FILE, TEACHER_FILE, WINDOW_DIR
 
@@ -249,8 +250,8 @@ def cut_recordings(
 
 
 def teacher_scores(
-    teacher: FrameTeacher | AST, windows: Sequence[tuple[Path, np.ndarray]], *, device: str = "auto",
-    batch_size: int = 16,
+    teacher: FrameTeacher | AST, windows: Sequence[tuple[Path, np.ndarray]], *,
+    device: str = DEFAULT_DEVICE, batch_size: int = 16,
 ) -> tuple[LabelSet, np.ndarray]:
     """The teacher's label set and its scores [windows, classes] for every window.
 

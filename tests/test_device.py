@@ -7,8 +7,9 @@ import inspect
 import pytest
 import torch
 
-from asttag import choices, evaluation, hub, inference, tagger
+from asttag import choices, distill, evaluation, hub, inference, tagger
 from asttag.device import resolve_device, resolve_precision
+from asttag.training import Runtime
 from conftest import tiny_model
 
 CPU = torch.device("cpu")
@@ -33,7 +34,7 @@ def test_fp16_on_the_cpu_is_refused_in_the_same_words_by_tagging_and_training():
 
 def test_auto_is_the_default_device_everywhere():
     for function in (hub.load_model, inference.predict_examples, inference.example_logits,
-                     evaluation.predict_split, tagger.Tagger):
+                     evaluation.predict_split, tagger.Tagger, distill.teacher_scores, Runtime):
         assert inspect.signature(function).parameters["device"].default == choices.DEFAULT_DEVICE
     assert choices.DEFAULT_DEVICE == "auto"
     assert resolve_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")

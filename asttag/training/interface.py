@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from ..choices import DEFAULT_DEVICE
+
 if TYPE_CHECKING:
     import torch
 
@@ -27,7 +29,7 @@ class Runtime:
     log-mel frames, so later epochs skip decoding.
     """
 
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     workers: int = 0
     cache: Path | None = None
 
