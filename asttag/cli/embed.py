@@ -10,15 +10,8 @@ import typer
 
 from ..choices import EMBEDDING_FORMATS
 from .app import EXIT_FAILED, EXIT_OK, app, console, fail
+from .jobs import JobProgress, job_usage, note, read_inputs, steady_heap, usage
 from .options import COUNT, DEVICE, SECONDS, Device, PadName, TagPrecision, number
-from .tag import (
-    _job_usage,
-    _note,
-    _Progress,
-    _read_inputs,
-    _steady_heap,
-    _usage,
-)
 
 EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORMATS}, type=str)
 
@@ -69,20 +62,20 @@ def embed(
     from ..runs import JobError, Shard, check_destinations
 
     if (output is None) == (output_dir is None):
-        _usage("give -o/--output FILE or --output-dir DIR")
+        usage("give -o/--output FILE or --output-dir DIR")
     if fmt is not None and output is not None:
-        _usage("-f/--format goes with --output-dir; with -o the suffix names the format")
+        usage("-f/--format goes with --output-dir; with -o the suffix names the format")
     if skip_existing and output_dir is None:
-        _usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
+        usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
     try:
         shard = Shard.from_environment()
         check_destinations(output=output, output_dir=output_dir, errors_log=errors_log,
                            shard=shard)
     except JobError as e:
-        _job_usage(e)
-    paths = _read_inputs(inputs, recursive=recursive)
+        job_usage(e)
+    paths = read_inputs(inputs, recursive=recursive)
     if not paths:
-        _usage("no audio files found in the inputs given")
+        usage("no audio files found in the inputs given")
 
     import torch
 
@@ -92,13 +85,13 @@ def embed(
     from ..hub import HubError, load_model
     from ..runs import tag_files
 
-    _steady_heap()
+    steady_heap()
     if threads:
         torch.set_num_threads(threads)
     try:
         target = resolve_device(shard.device(device))
     except ValueError as e:
-        _usage(str(e))
+        usage(str(e))
     try:
         net = load_model(model, device="cpu")
     except (CheckpointError, HubError) as e:
@@ -110,18 +103,18 @@ def embed(
         name = embedding_format(output) if output else (fmt.value if fmt else EMBEDDING_FORMATS[0])
         writer = make_embedding_writer(name, dim=net.config.embed_dim, patches=patches)
     except (TypeError, ValueError) as e:
-        _usage(f"{model}: {e}" if isinstance(e, TypeError) else str(e))
-    progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal,
+        usage(f"{model}: {e}" if isinstance(e, TypeError) else str(e))
+    progress = JobProgress(enabled=not quiet and shard.rank == 0 and console.is_terminal,
                          doing="embedding", done="embedded")
     try:
         result = tag_files(embedder, paths, writer=writer, output=output, output_dir=output_dir,
                            skip_existing=skip_existing, model=model, errors_log=errors_log,
                            shard=shard, observer=progress)
     except JobError as e:
-        _job_usage(e)
+        job_usage(e)
     finally:
         progress.close()
     if not quiet:
         prefix = f"rank {shard.rank}: " if shard.world > 1 else ""
-        _note(prefix + progress.summary())
+        note(prefix + progress.summary())
     raise typer.Exit(EXIT_FAILED if result.failures else EXIT_OK)

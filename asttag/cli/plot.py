@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
+from .jobs import label_keys, steady_heap
 from .options import COUNT, DEVICE, SCORE, SECONDS, Device, number
 
 
@@ -94,16 +95,15 @@ def _draw_recordings(targets: dict[Path, Path], recordings: list[Path], *, model
     from ..checkpoint import CheckpointError
     from ..hub import HubError, load_model
     from ..tagger import TagFailure, Tagger
-    from .tag import _label_keys, _steady_heap
 
-    _steady_heap()  # a 3-hour recording streams through twice: tagged, then its spectrogram
+    steady_heap()  # a 3-hour recording streams through twice: tagged, then its spectrogram
     try:
         net = load_model(model, device="cpu")
     except (CheckpointError, HubError) as e:
         fail(str(e))
     try:
         tagger = Tagger(net, device=device, hop=hop, threshold=threshold,
-                        labels=_label_keys(labels, net.labels) if labels else None)
+                        labels=label_keys(labels, net.labels) if labels else None)
     except ValueError as e:
         fail(str(e), code=EXIT_USAGE)
     failed = False

@@ -7,21 +7,28 @@ tagging itself is `asttag.tagger.Tagger`.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from ..choices import AGGREGATES, PADS, TAG_PRECISIONS
-from ..names import display_name
 from ..writers import WRITERS, format_for
-from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, console, error, fail, stdout_fault
+from .app import EXIT_FAILED, EXIT_OK, app, console, fail, stdout_fault
+from .jobs import (
+    JobProgress,
+    PausedStdout,
+    interrupted,
+    job_usage,
+    label_keys,
+    note,
+    read_inputs,
+    steady_heap,
+    usage,
+)
 from .options import (
     COUNT,
     DEVICE,
@@ -36,14 +43,8 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
 
-    from ..runs import JobError, JobPlan
-    from ..tagger import TagFailure, Tagger, TagResult
-
-
-def _usage(message: str) -> NoReturn:
-    fail(message, code=EXIT_USAGE)
+    from ..tagger import Tagger, TagResult
 
 
 def _default_format(output: str | None, output_dir: Path | None) -> str:
@@ -52,127 +53,6 @@ def _default_format(output: str | None, output_dir: Path | None) -> str:
     if output is None and output_dir is None and sys.stdout.isatty():
         return "table"
     return "csv"  # a pipe or a file: something a program can read
-
-
-def _read_inputs(specs: list[str], *, recursive: bool) -> list[str]:
-    from ..audio import find_audio
-
-    expanded: list[str] = []
-    for spec in specs:
-        if spec == "-":  # `find . -name '*.flac' | asttag tag -`
-            # Bytes, decoded as the OS decodes names, so that any name on disk comes through.
-            expanded.extend(os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer
-                            if line.strip())
-        else:
-            expanded.append(spec)
-    return find_audio(expanded, recursive=recursive)
-
-
-def _label_keys(values: list[str], label_set) -> list[str]:
-    """Each value is a label (names may hold commas) or a comma-separated list of labels."""
-    keys: list[str] = []
-    for value in values:
-        try:
-            label_set.index(value)
-            keys.append(value)
-        except KeyError:
-            keys.extend(part.strip() for part in value.split(",") if part.strip())
-    return keys
-
-
-class _Progress:
-    """Files done, audio hours done and speed on stderr; paused while stdout gets data.
-
-    It is the job's observer (asttag.runs.JobObserver: not subclassed, that would import torch
-    with this module): it draws progress and reports each failed file as it comes.
-    """
-
-    def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:
-        self.done_word = done
-        self.explain: Callable[[TagResult], str | None] | None = None  # says why a file gave nothing
-        self.picture: Callable[[TagResult], object] | None = None  # draws each result (--plot)
-        self.plan: JobPlan | None = None
-        self.files = 0
-        self.failures = 0
-        self.seconds = 0.0
-        self.started = time.perf_counter()
-        self._bar: Progress | None = None
-        if enabled:
-            from rich import progress as rp
-
-            self._bar = rp.Progress(
-                rp.TextColumn(doing), rp.BarColumn(), rp.MofNCompleteColumn(),
-                rp.TextColumn("files"), rp.TextColumn("{task.fields[audio]}"),
-                rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
-                transient=True, redirect_stdout=False, redirect_stderr=False,
-            )
-            self._task = self._bar.add_task(doing, total=None, audio="", speed="")
-            self._bar.start()
-
-    # The job calls these (see asttag.runs.JobObserver).
-    def planned(self, plan: JobPlan) -> None:
-        self.plan = plan
-        for stale in plan.stale:
-            _note(f"ignoring {stale}: written with other options")
-        if plan.damaged:
-            _note(f"warning: {plan.journal}: dropped {plan.damaged} damaged entr"
-                  f"{'y' if plan.damaged == 1 else 'ies'}; their files are tagged again")
-        if plan.resumed:
-            _note(f"resuming from {plan.journal}: {plan.resumed} of {plan.files} file(s) "
-                  "already done")
-        if plan.skipped:
-            _note(f"skipping {plan.skipped} input(s) whose output exists")
-        if self._bar is not None:
-            self._bar.update(self._task, total=plan.todo)
-
-    @property
-    def speed(self) -> float:
-        return self.seconds / max(time.perf_counter() - self.started, 1e-9)
-
-    def audio(self, seconds: float) -> None:
-        self.seconds += seconds
-        self._refresh()
-
-    def done(self, result: TagResult) -> None:
-        self.files += 1
-        if self.explain is not None and (why := self.explain(result)):
-            _note(why)
-        if self.picture is not None:
-            self.picture(result)
-        self._refresh()
-
-    def failed(self, failure: TagFailure) -> None:
-        self.files += 1
-        self.failures += 1
-        _report_failure(failure)
-        self._refresh()
-
-    def _refresh(self) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.files, audio=f"{self.seconds / 3600:.2f} h audio",
-                             speed=f"{self.speed:.1f}x real time")
-
-    @contextlib.contextmanager
-    def paused(self) -> Iterator[None]:
-        """Lift the live display while data goes to a terminal's stdout, then draw it again."""
-        if self._bar is None or not sys.stdout.isatty():
-            yield
-            return
-        self._bar.stop()
-        try:
-            yield
-        finally:
-            self._bar.start()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def summary(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        text = (f"{self.done_word} {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
-                f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
-        return text + (f"; {self.failures} failed" if self.failures else "")
 
 
 def _nothing_passed(tagger: Tagger, mode: str, result: TagResult) -> str | None:
@@ -193,81 +73,9 @@ def _nothing_passed(tagger: Tagger, mode: str, result: TagResult) -> str | None:
             f"was {best.score:.3f} ({best.label}{where}): a lower -t/--threshold lowers the bar")
 
 
-def _note(text: str) -> None:
-    """A line for people on stderr; paths in it are not Rich markup, and it stays one line."""
-    console.print(display_name(text), markup=False, highlight=False, soft_wrap=True)
-
-
-def _report_failure(failure: TagFailure) -> None:
-    error(f"{failure.path}: {failure.reason}")
-
-
-class _PausedStdout:
-    """stdout for the job's data: the live display steps aside while a result is written."""
-
-    def __init__(self, progress: _Progress) -> None:
-        self.progress = progress
-
-    def write(self, text: str) -> int:
-        with self.progress.paused():
-            return sys.stdout.write(text)
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-
-def _steady_heap() -> None:
-    """Keep a long run's memory flat under glibc.
-
-    glibc raises its mmap threshold each time a large buffer is freed; after that, audio blocks
-    and features come from the heap and fragment it, and a 48 kHz stereo run grows by about a
-    quarter an hour. A fixed 1 MiB threshold sends them back to mmap, returned on free. A value
-    the user set (MALLOC_MMAP_THRESHOLD_) wins.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc: nothing to tune
-    m_mmap_threshold = -3  # from malloc.h
-    libc.mallopt(m_mmap_threshold, 1 << 20)
-
-
-def _interrupted(progress: _Progress, *, to_stdout: bool, output_dir: Path | None) -> NoReturn:
-    """Ctrl-C: say what was kept and how to go on, and exit 130 (128 + SIGINT), as shells do."""
-    done = f"{progress.files - progress.failures} file(s) {progress.done_word}"
-    if progress.plan is not None and progress.plan.journal is not None:
-        kept = (f"{done} now and {progress.plan.resumed} before are kept in "
-                f"{progress.plan.journal}; run the same command again to go on from there")
-    elif output_dir is not None:
-        kept = (f"the outputs of {done} are in {output_dir}; run the same command with "
-                "--skip-existing to go on")
-    elif to_stdout:
-        kept = f"{done} went to stdout; nothing else was kept"
-    else:
-        kept = f"{done}; nothing was kept"
-    error(f"interrupted: {kept}")
-    raise typer.Exit(130)
-
-
 # The core's choices as the help shows them.
 _FORMATS = ", ".join(WRITERS)
 _AGGREGATES, _PADS, _PRECISIONS = ("|".join(c) for c in (AGGREGATES, PADS, TAG_PRECISIONS))
-
-# How the job's arguments are spelled on this command line.
-_FLAGS = {"output": "-o/--output", "output_dir": "--output-dir", "errors_log": "--errors-log",
-          "paths": "INPUT", "skip_existing": "--skip-existing"}
-
-
-def _job_usage(error: JobError) -> NoReturn:
-    """A job the core refused, told in this command's words: the flag, or the variable's value."""
-    if error.parameter in _FLAGS:
-        _usage(f"{error} ({_FLAGS[error.parameter]})")
-    _usage(f"{error.parameter}={os.environ.get(error.parameter, '')}: {error} (set by torchrun)")
-
 
 def _picture_paths(paths: list[str], directory: Path) -> dict[Path, Path]:
     """Where --plot draws each input; what cannot be drawn is refused before any work."""
@@ -279,7 +87,7 @@ def _picture_paths(paths: list[str], directory: Path) -> dict[Path, Path]:
     except PlotError as e:
         fail(str(e))
     except ValueError as e:
-        _usage(str(e))
+        usage(str(e))
 
 
 def _drawer(tagger: Tagger, pictures: dict[Path, Path]) -> Callable[[TagResult], object]:
@@ -367,30 +175,30 @@ def tag(
     from ..runs import JobError, Shard, check_destinations
 
     if output is not None and output_dir is not None:
-        _usage("give -o/--output or --output-dir, not both")
+        usage("give -o/--output or --output-dir, not both")
     if segments and events:
-        _usage("give --segments or --events, not both")
+        usage("give --segments or --events, not both")
     if skip_existing and output_dir is None:
-        _usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
+        usage("--skip-existing needs --output-dir (a run with -o FILE resumes by itself)")
     to_stdout = output_dir is None and (output is None or output == "-")
     try:
         shard = Shard.from_environment()
         check_destinations(output=None if to_stdout else output, output_dir=output_dir,
                            errors_log=errors_log, shard=shard)
     except JobError as e:
-        _job_usage(e)
+        job_usage(e)
     format_name = fmt or _default_format(output, output_dir)
     mode = "events" if events else "segments" if segments else "tags"
 
-    paths = _read_inputs(inputs, recursive=recursive)
+    paths = read_inputs(inputs, recursive=recursive)
     if not paths:
-        _usage("no audio files found in the inputs given")
+        usage("no audio files found in the inputs given")
     from ..writers import make_writer
 
     writer = make_writer(format_name, mode=mode, color=sys.stdout.isatty(),
                          width=shutil.get_terminal_size().columns if sys.stdout.isatty() else 120)
     if writer.per_recording and len(paths) > 1 and output_dir is None:
-        _usage(f"{format_name} output describes one recording: with several inputs use --output-dir")
+        usage(f"{format_name} output describes one recording: with several inputs use --output-dir")
     pictures = _picture_paths(paths, plot_dir) if plot_dir is not None else None
 
     import torch
@@ -401,13 +209,13 @@ def tag(
     from ..runs import tag_files
     from ..tagger import Tagger
 
-    _steady_heap()
+    steady_heap()
     if threads:
         torch.set_num_threads(threads)
     try:
         target = resolve_device(shard.device(device))
     except ValueError as e:
-        _usage(str(e))
+        usage(str(e))
     try:
         net = load_model(model, device="cpu")
     except (CheckpointError, HubError) as e:
@@ -417,36 +225,36 @@ def tag(
             net, device=target, precision=precision,
             batch_size=batch_size, window=window, hop=hop,
             pad=pad, aggregate=aggregate, top_k=top,
-            threshold=threshold, labels=_label_keys(labels, net.labels) if labels else None,
+            threshold=threshold, labels=label_keys(labels, net.labels) if labels else None,
             workers=workers,
         )
     except ValueError as e:
-        _usage(str(e))
+        usage(str(e))
     # A live bar only where someone watches it; one per job, not one per rank.
-    progress = _Progress(enabled=not quiet and shard.rank == 0 and console.is_terminal)
+    progress = JobProgress(enabled=not quiet and shard.rank == 0 and console.is_terminal)
     if not quiet:
         progress.explain = lambda result: _nothing_passed(tagger, mode, result)
     if pictures is not None:
         progress.picture = _drawer(tagger, pictures)
     try:
         result = tag_files(
-            tagger, paths, writer=writer, stream=_PausedStdout(progress) if to_stdout else None,
+            tagger, paths, writer=writer, stream=PausedStdout(progress) if to_stdout else None,
             output=None if to_stdout or output_dir is not None else output, output_dir=output_dir,
             skip_existing=skip_existing, model=model, errors_log=errors_log, shard=shard,
             observer=progress,
         )
     except JobError as e:
-        _job_usage(e)
+        job_usage(e)
     except OSError as e:  # an output that takes no more: a full disk, a read-only file system
         if to_stdout and e.filename is None:
             stdout_fault(e)
         fail(e)
     except KeyboardInterrupt:
         progress.close()
-        _interrupted(progress, to_stdout=to_stdout, output_dir=output_dir)
+        interrupted(progress, to_stdout=to_stdout, output_dir=output_dir)
     finally:
         progress.close()
     if not quiet:
         prefix = f"rank {shard.rank}: " if shard.world > 1 else ""
-        _note(prefix + progress.summary())
+        note(prefix + progress.summary())
     raise typer.Exit(EXIT_FAILED if result.failures else EXIT_OK)

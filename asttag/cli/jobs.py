@@ -1,0 +1,220 @@
+"""What the commands that run over many recordings share (tag, embed, plot): reading the
+inputs, choosing labels, progress on stderr, the job's usage errors and Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+from ..names import display_name
+from .app import EXIT_USAGE, console, error, fail
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..runs import JobError, JobPlan
+    from ..tagger import TagFailure, TagResult
+
+
+def usage(message: str) -> NoReturn:
+    fail(message, code=EXIT_USAGE)
+
+
+def read_inputs(specs: list[str], *, recursive: bool) -> list[str]:
+    from ..audio import find_audio
+
+    expanded: list[str] = []
+    for spec in specs:
+        if spec == "-":  # `find . -name '*.flac' | asttag tag -`
+            # Bytes, decoded as the OS decodes names, so that any name on disk comes through.
+            expanded.extend(os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer
+                            if line.strip())
+        else:
+            expanded.append(spec)
+    return find_audio(expanded, recursive=recursive)
+
+
+def label_keys(values: list[str], label_set) -> list[str]:
+    """Each value is a label (names may hold commas) or a comma-separated list of labels."""
+    keys: list[str] = []
+    for value in values:
+        try:
+            label_set.index(value)
+            keys.append(value)
+        except KeyError:
+            keys.extend(part.strip() for part in value.split(",") if part.strip())
+    return keys
+
+
+class JobProgress:
+    """Files done, audio hours done and speed on stderr; paused while stdout gets data.
+
+    It is the job's observer (asttag.runs.JobObserver: not subclassed, that would import torch
+    with this module): it draws progress and reports each failed file as it comes.
+    """
+
+    def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:
+        self.done_word = done
+        self.explain: Callable[[TagResult], str | None] | None = None  # says why a file gave nothing
+        self.picture: Callable[[TagResult], object] | None = None  # draws each result (--plot)
+        self.plan: JobPlan | None = None
+        self.files = 0
+        self.failures = 0
+        self.seconds = 0.0
+        self.started = time.perf_counter()
+        self._bar: Progress | None = None
+        if enabled:
+            from rich import progress as rp
+
+            self._bar = rp.Progress(
+                rp.TextColumn(doing), rp.BarColumn(), rp.MofNCompleteColumn(),
+                rp.TextColumn("files"), rp.TextColumn("{task.fields[audio]}"),
+                rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
+                transient=True, redirect_stdout=False, redirect_stderr=False,
+            )
+            self._task = self._bar.add_task(doing, total=None, audio="", speed="")
+            self._bar.start()
+
+    # The job calls these (see asttag.runs.JobObserver).
+    def planned(self, plan: JobPlan) -> None:
+        self.plan = plan
+        for stale in plan.stale:
+            note(f"ignoring {stale}: written with other options")
+        if plan.damaged:
+            note(f"warning: {plan.journal}: dropped {plan.damaged} damaged entr"
+                  f"{'y' if plan.damaged == 1 else 'ies'}; their files are tagged again")
+        if plan.resumed:
+            note(f"resuming from {plan.journal}: {plan.resumed} of {plan.files} file(s) "
+                  "already done")
+        if plan.skipped:
+            note(f"skipping {plan.skipped} input(s) whose output exists")
+        if self._bar is not None:
+            self._bar.update(self._task, total=plan.todo)
+
+    @property
+    def speed(self) -> float:
+        return self.seconds / max(time.perf_counter() - self.started, 1e-9)
+
+    def audio(self, seconds: float) -> None:
+        self.seconds += seconds
+        self._refresh()
+
+    def done(self, result: TagResult) -> None:
+        self.files += 1
+        if self.explain is not None and (why := self.explain(result)):
+            note(why)
+        if self.picture is not None:
+            self.picture(result)
+        self._refresh()
+
+    def failed(self, failure: TagFailure) -> None:
+        self.files += 1
+        self.failures += 1
+        report_failure(failure)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.files, audio=f"{self.seconds / 3600:.2f} h audio",
+                             speed=f"{self.speed:.1f}x real time")
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Lift the live display while data goes to a terminal's stdout, then draw it again."""
+        if self._bar is None or not sys.stdout.isatty():
+            yield
+            return
+        self._bar.stop()
+        try:
+            yield
+        finally:
+            self._bar.start()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def summary(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        text = (f"{self.done_word} {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
+                f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
+        return text + (f"; {self.failures} failed" if self.failures else "")
+
+
+def note(text: str) -> None:
+    """A line for people on stderr; paths in it are not Rich markup, and it stays one line."""
+    console.print(display_name(text), markup=False, highlight=False, soft_wrap=True)
+
+
+def report_failure(failure: TagFailure) -> None:
+    error(f"{failure.path}: {failure.reason}")
+
+
+class PausedStdout:
+    """stdout for the job's data: the live display steps aside while a result is written."""
+
+    def __init__(self, progress: JobProgress) -> None:
+        self.progress = progress
+
+    def write(self, text: str) -> int:
+        with self.progress.paused():
+            return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def steady_heap() -> None:
+    """Keep a long run's memory flat under glibc.
+
+    glibc raises its mmap threshold each time a large buffer is freed; after that, audio blocks
+    and features come from the heap and fragment it, and a 48 kHz stereo run grows by about a
+    quarter an hour. A fixed 1 MiB threshold sends them back to mmap, returned on free. A value
+    the user set (MALLOC_MMAP_THRESHOLD_) wins.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc: nothing to tune
+    m_mmap_threshold = -3  # from malloc.h
+    libc.mallopt(m_mmap_threshold, 1 << 20)
+
+
+def interrupted(progress: JobProgress, *, to_stdout: bool, output_dir: Path | None) -> NoReturn:
+    """Ctrl-C: say what was kept and how to go on, and exit 130 (128 + SIGINT), as shells do."""
+    done = f"{progress.files - progress.failures} file(s) {progress.done_word}"
+    if progress.plan is not None and progress.plan.journal is not None:
+        kept = (f"{done} now and {progress.plan.resumed} before are kept in "
+                f"{progress.plan.journal}; run the same command again to go on from there")
+    elif output_dir is not None:
+        kept = (f"the outputs of {done} are in {output_dir}; run the same command with "
+                "--skip-existing to go on")
+    elif to_stdout:
+        kept = f"{done} went to stdout; nothing else was kept"
+    else:
+        kept = f"{done}; nothing was kept"
+    error(f"interrupted: {kept}")
+    raise typer.Exit(130)
+
+
+# How the job's arguments are spelled on this command line.
+_FLAGS = {"output": "-o/--output", "output_dir": "--output-dir", "errors_log": "--errors-log",
+          "paths": "INPUT", "skip_existing": "--skip-existing"}
+
+
+def job_usage(error: JobError) -> NoReturn:
+    """A job the core refused, told in this command's words: the flag, or the variable's value."""
+    if error.parameter in _FLAGS:
+        usage(f"{error} ({_FLAGS[error.parameter]})")
+    usage(f"{error.parameter}={os.environ.get(error.parameter, '')}: {error} (set by torchrun)")
