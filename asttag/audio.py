@@ -11,6 +11,7 @@ caller can report it and go on with the next file.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import stat
@@ -39,6 +40,8 @@ __all__ = [
     "resample",
     "to_mono",
 ]
+
+_log = logging.getLogger(__name__)
 
 # File name endings taken when a directory is given: what libsndfile decodes ...
 SOUNDFILE_SUFFIXES = frozenset([
@@ -508,8 +511,10 @@ def find_audio(specs: list[str], *, recursive: bool = False) -> list[str]:
     """Expand files, directories (audio files inside, sorted) and glob patterns, in order.
 
     A name that matches nothing is kept as it is, so that tagging it reports why it failed; so is
-    a directory named like an audio file (`x.wav/`); a file listed twice is kept once. Names
-    that are not valid UTF-8 travel as Python does them (surrogate escapes).
+    a directory named like an audio file (`x.wav/`). A file named twice, under any spelling
+    (`a.wav`, `./a.wav`, its absolute path), is one input, kept under its first spelling: the
+    journal of a resumable run knows files by absolute path, so this keeps `-o FILE` and stdout
+    the same. Names that are not valid UTF-8 travel as Python does them (surrogate escapes).
     """
     import glob
 
@@ -525,4 +530,13 @@ def find_audio(specs: list[str], *, recursive: bool = False) -> list[str]:
                     found.append(match)
         else:
             found.append(spec)
-    return list(dict.fromkeys(found))
+    return _once_each(found)
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    first: dict[str, str] = {}
+    for path in paths:
+        spelling = first.setdefault(os.path.abspath(path), path)
+        if spelling != path:
+            _log.warning("%s names the same file as %s: tagged once", path, spelling)
+    return list(first.values())

@@ -210,3 +210,11 @@ def test_the_readme_lists_every_suffix_directories_take():
     inputs = text[text.index("**Inputs** are files") : text.index("**Runtime.**")]
     listed = {word.strip(".,;()`") for word in inputs.split()}
     assert {suffix.lstrip(".") for suffix in audio.AUDIO_SUFFIXES} <= listed
+
+
+def test_one_file_under_two_spellings_is_one_input(tmp_path, monkeypatch, caplog):
+    wav = write_wave(tmp_path / "a.wav", 1.0)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("WARNING", logger="asttag.audio"):
+        assert find_audio(["a.wav", "./a.wav", str(wav), "a.wav"]) == ["a.wav"]
+    assert "./a.wav names the same file as a.wav" in caplog.text

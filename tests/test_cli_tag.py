@@ -275,3 +275,15 @@ def test_ctrl_c_says_what_was_kept_and_how_to_go_on(model_path, tmp_path):
     assert proc.returncode == 130, stderr
     assert f"kept in {journal}; run the same command again" in " ".join(stderr.split())
     assert "Traceback" not in stderr and stdout == "" and journal.exists() and not out.exists()
+
+
+def test_one_file_under_two_spellings_gives_the_same_output_to_a_file_and_stdout(
+        model_path, recordings, tmp_path, monkeypatch):
+    monkeypatch.chdir(recordings[0].parent)
+    spellings = (recordings[0].name, f"./{recordings[0].name}")
+    streamed = invoke(model_path, *spellings, "-f", "csv")
+    written = invoke(model_path, *spellings, "-o", tmp_path / "out.csv")
+    assert streamed.exit_code == written.exit_code == 0, (streamed.stderr, written.stderr)
+    assert (tmp_path / "out.csv").read_text() == streamed.stdout
+    assert streamed.stdout == invoke(model_path, spellings[0], "-f", "csv").stdout  # tagged once
+    assert "./rec0.wav names the same file as rec0.wav" in " ".join(streamed.stderr.split())
