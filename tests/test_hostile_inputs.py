@@ -30,11 +30,16 @@ from test_tagger import bad_inputs, tiny_model, write_wave
 # Peak memory of a run over short files at any sample rate (torch itself is about 0.7 GB).
 RSS_LIMIT_BYTES = 1.5e9
 
-# Runs the CLI and writes the process's own peak RSS (kB) to $ASTTAG_TEST_RSS at exit.
+# Runs the CLI and writes the process's own peak RSS (kB) to $ASTTAG_TEST_RSS at exit. VmHWM, not
+# getrusage: a child's ru_maxrss keeps the parent's size at fork (a big pytest process).
 _MEASURED = (
-    "import atexit, os, resource, runpy, sys\n"
-    "atexit.register(lambda: open(os.environ['ASTTAG_TEST_RSS'], 'w').write(\n"
-    "    str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+    "import atexit, os, runpy, sys\n"
+    "def peak():\n"
+    "    with open('/proc/self/status') as status:\n"
+    "        kb = next(line.split()[1] for line in status if line.startswith('VmHWM:'))\n"
+    "    with open(os.environ['ASTTAG_TEST_RSS'], 'w') as out:\n"
+    "        out.write(kb)\n"
+    "atexit.register(peak)\n"
     "sys.argv[0] = 'asttag'\n"
     "runpy.run_module('asttag', run_name='__main__')\n"
 )
