@@ -108,6 +108,7 @@ class JobPlan:
     journal: Path | None = None
     stale: list[Path] = field(default_factory=list)  # journals of other options, not used
     damaged: int = 0  # journal entries that were damaged, dropped: their files are tagged again
+    paths: list[str] = field(default_factory=list)  # the files it tags now, in order
 
 
 class JobObserver:
@@ -239,7 +240,7 @@ class _Job:
 
 
 def _to_stream(job: _Job, paths: list[str], stream: TextIO) -> None:
-    job.observer.planned(JobPlan(files=len(paths), todo=len(paths)))
+    job.observer.planned(JobPlan(files=len(paths), todo=len(paths), paths=paths))
     out = StreamOutput(stream, job.writer)
     job.run(paths, out.write)
     out.close()
@@ -258,7 +259,8 @@ def _to_directory(job: _Job, paths: Sequence[str], directory: Path, *, shard: Sh
         seen[target] = source
     share = shard.files(paths)
     todo = [p for p in share if not (skip_existing and targets[p].exists())]
-    job.observer.planned(JobPlan(files=len(share), todo=len(todo), skipped=len(share) - len(todo)))
+    job.observer.planned(JobPlan(files=len(share), todo=len(todo), skipped=len(share) - len(todo),
+                                 paths=todo))
     job.run(todo, lambda result: write_file(targets[result.path], job.writer, [result]))
 
 
@@ -272,7 +274,8 @@ def _to_file(job: _Job, paths: Sequence[str], output: Path, *, run: str, shard: 
             todo = [p for p in share if not journal.done(keys[p])]
             job.observer.planned(JobPlan(files=len(share), todo=len(todo),
                                          resumed=len(share) - len(todo), journal=journal.path,
-                                         stale=status.stale, damaged=status.damaged))
+                                         stale=status.stale, damaged=status.damaged,
+                                         paths=todo))
             job.run(todo, lambda result: journal.record(keys[result.path], result.path,
                                                         job.writer.chunk(result)))
             journal.close()

@@ -287,3 +287,21 @@ def test_one_file_under_two_spellings_gives_the_same_output_to_a_file_and_stdout
     assert (tmp_path / "out.csv").read_text() == streamed.stdout
     assert streamed.stdout == invoke(model_path, spellings[0], "-f", "csv").stdout  # tagged once
     assert "./rec0.wav names the same file as rec0.wav" in " ".join(streamed.stderr.split())
+
+
+def test_progress_on_one_long_file_shows_the_share_of_its_audio_done(tmp_path):
+    from asttag.cli.jobs import JobProgress
+    from asttag.runs import JobPlan
+
+    wav = write_wave(tmp_path / "long.wav", 6.0)
+    progress = JobProgress(enabled=True)
+    try:
+        progress.planned(JobPlan(files=1, todo=1, paths=[str(wav)]))
+        progress.audio(1.5)
+        assert progress._bar is not None
+        task = progress._bar.tasks[0]
+        assert (task.total, task.completed, task.percentage) == (6.0, 1.5, 25.0)
+        assert (task.fields["files"], task.fields["audio"]) == ("0/1 files",
+                                                                "0:00:01 of 0:00:06 audio")
+    finally:
+        progress.close()

@@ -74,13 +74,15 @@ class JobProgress:
             from rich import progress as rp
 
             self._bar = rp.Progress(
-                rp.TextColumn(doing), rp.BarColumn(), rp.MofNCompleteColumn(),
-                rp.TextColumn("files"), rp.TextColumn("{task.fields[audio]}"),
-                rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(), console=console,
+                rp.TextColumn(doing), rp.BarColumn(), rp.TaskProgressColumn(),
+                rp.TextColumn("{task.fields[files]}"), rp.TextColumn("{task.fields[audio]}"),
+                rp.TextColumn("{task.fields[speed]}"), rp.TimeElapsedColumn(),
+                rp.TextColumn("left"), rp.TimeRemainingColumn(), console=console,
                 transient=True, redirect_stdout=False, redirect_stderr=False,
             )
-            self._task = self._bar.add_task(doing, total=None, audio="", speed="")
+            self._task = self._bar.add_task(doing, total=None, files="", audio="", speed="")
             self._bar.start()
+        self.total_seconds: float | None = None  # the audio to tag, from the headers, if known
 
     # The job calls these (see asttag.runs.JobObserver).
     def planned(self, plan: JobPlan) -> None:
@@ -96,7 +98,12 @@ class JobProgress:
         if plan.skipped:
             note(f"skipping {plan.skipped} input(s) whose output exists")
         if self._bar is not None:
-            self._bar.update(self._task, total=plan.todo)
+            # The bar runs on audio when the headers give every duration, so that one long
+            # file shows its share done and the time left; otherwise on files.
+            if len(plan.paths) <= MAX_FILES_TIMED:
+                self.total_seconds = header_seconds(plan.paths)
+            self._bar.update(self._task, total=self.total_seconds or plan.todo)
+            self._refresh()
 
     @property
     def speed(self) -> float:
@@ -121,9 +128,16 @@ class JobProgress:
         self._refresh()
 
     def _refresh(self) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.files, audio=f"{self.seconds / 3600:.2f} h audio",
-                             speed=f"{self.speed:.1f}x real time")
+        if self._bar is None:
+            return
+        todo = self.plan.todo if self.plan else 0
+        if self.total_seconds:
+            audio = f"{clock(self.seconds)} of {clock(self.total_seconds)} audio"
+            completed = min(self.seconds, self.total_seconds)
+        else:
+            audio, completed = f"{self.seconds / 3600:.2f} h audio", self.files
+        self._bar.update(self._task, completed=completed, files=f"{self.files}/{todo} files",
+                         audio=audio, speed=f"{self.speed:.1f}x real time")
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -146,6 +160,32 @@ class JobProgress:
         text = (f"{self.done_word} {self.files - self.failures} file(s), {self.seconds / 3600:.3f} h of audio, "
                 f"in {elapsed:.1f} s ({self.speed:.1f}x real time)")
         return text + (f"; {self.failures} failed" if self.failures else "")
+
+
+# Reading a header costs about a millisecond: past this many files the bar counts files only.
+MAX_FILES_TIMED = 1000
+
+
+def header_seconds(paths: list[str]) -> float | None:
+    """The audio in these files by their headers; None when a header does not say."""
+    from ..audio import info
+
+    total = 0.0
+    for path in paths:
+        try:
+            found = info(path)
+        except Exception:  # noqa: BLE001, S112 - the job reports its reason when it gets there
+            continue
+        if found.frames <= 0:
+            return None
+        total += found.duration
+    return total
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss."""
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def note(text: str) -> None:
