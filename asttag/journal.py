@@ -40,6 +40,20 @@ __all__ = ["Journal", "JournalBusy", "JournalStatus", "run_key", "input_key", "J
 JOURNAL_SUFFIX = ".asttag-journal"
 LOCK_SUFFIX = ".asttag-lock"
 _VERSION = 1
+
+# A flock belongs to the open file, which a forked child (a DataLoader worker) shares: a worker
+# outliving a killed run would hold the lock and refuse the resume. Children close their copies.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 # The longest ending a journal's name gets: the suffix and a rank (".rank123456").
 _LONGEST_ENDING = len(JOURNAL_SUFFIX) + len(".rank") + 6
 
@@ -149,12 +163,14 @@ class Journal:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
             self._lock = fd
+            _HELD_LOCKS.add(fd)
 
     def release(self) -> None:
         """Close the journal and give up the lock (the journal stays, for a later resume)."""
         self.close()
         if self._lock is not None:
             self.lock_path.unlink(missing_ok=True)  # before unlocking: see _acquire
+            _HELD_LOCKS.discard(self._lock)
             os.close(self._lock)
             self._lock = None
 

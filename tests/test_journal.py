@@ -79,3 +79,21 @@ def test_outputs_with_names_at_the_limit(tmp_path, length):
     again.remove()
     assert os.listdir(tmp_path) == [out.name]
     assert out.read_text() == writer.render([result("a.wav")])
+
+
+def test_a_forked_worker_that_outlives_its_run_does_not_hold_the_lock(tmp_path):
+    out = tmp_path / "out.csv"
+    script = ("import os, signal, sys, time; from asttag.journal import Journal; "
+              f"Journal(sys.argv[1], run={RUN!r}).start(); "
+              "child = os.fork(); "
+              "(os.close(1), os.close(2), time.sleep(30), os._exit(0)) if child == 0 else None; "
+              "print(child, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    proc = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                          text=True, timeout=60)
+    worker = int(proc.stdout)  # a DataLoader worker left running after a kill -9 of its run
+    try:
+        journal = Journal(out, run=RUN)
+        journal.start()  # the resume is not refused
+        journal.remove()
+    finally:
+        os.kill(worker, 9)
