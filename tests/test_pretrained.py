@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from asttag import pretrained
+from asttag.errors import parameter_of
 from asttag.labels import LabelSet
 from asttag.model import ASTConfig
 from asttag.pretrained import (
@@ -103,8 +104,11 @@ def test_imagenet_init_offline_says_what_to_pass(monkeypatch):
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(PretrainedError, match=r"deit_base_distilled_patch16_384.*--imagenet-weights"):
+    with pytest.raises(PretrainedError, match=r"deit_base_distilled_patch16_384.*ImageNet weights file") \
+            as caught:
         imagenet_init(ASTConfig.from_preset("base384", num_classes=5, depth=1))
+    assert "--" not in str(caught.value)  # the library names the argument; the CLI adds its flag
+    assert parameter_of(caught.value) == "imagenet_weights"
 
 
 def test_audioset_init_adapts_length_and_gives_a_fresh_head():
