@@ -205,3 +205,41 @@ def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
     assert len(load_model("default", device="cpu").labels) == 527
     with pytest.raises(Exception, match="default"):
         load_model("./default", device="cpu")  # spelled as a path, it is the folder
+
+
+def _command_paths(command, path=()):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _command_paths(sub, (*path, name))
+
+
+def test_every_help_shows_arguments_without_python_types():
+    for path in _command_paths(typer.main.get_command(app)):
+        result = runner.invoke(app, [*path, "--help"], terminal_width=80)
+        assert result.exit_code == 0, path
+        usage = result.output.split("\n", 1)[0]
+        assert "{" not in usage and "<" not in usage, (path, usage)
+        placeholders = re.findall(r"^ +(-\S.*?<[^>]*>)", result.output, flags=re.MULTILINE)
+        assert placeholders == [], (path, placeholders)  # e.g. --output <path>, INPUT <list[str]>
+        assert not re.search(r"^ +[A-Z_.]+ <", result.output, flags=re.MULTILINE), path
+    tag = runner.invoke(app, ["tag", "--help"], terminal_width=80).output
+    assert "[OPTIONS] INPUT...\n" in tag and "\n  INPUT...  Audio" in tag
+
+
+def test_a_bad_choice_is_said_in_the_tools_words():
+    result = runner.invoke(app, ["tag", "--format", "xml", "x.wav"])
+    assert result.exit_code == 2
+    assert "'xml' is not one of 'csv'" in result.output and "Value error" not in result.output
+
+
+def test_library_warnings_are_one_plain_line_however_long(tmp_path):
+    wave = tmp_path / "a.wav"
+    import numpy as np
+    import soundfile
+
+    soundfile.write(wave, np.zeros(16000, dtype=np.float32), 16000)
+    model = checkpoint.save(tiny_model(), tmp_path / "tiny.safetensors")
+    result = runner.invoke(app, ["tag", "-m", str(model), str(wave), "--hop", "2", "--window",
+                                 "0.5"], terminal_width=40)
+    lines = [line for line in result.stderr.splitlines() if "never analysed" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: hop 2 s is longer"), result.stderr

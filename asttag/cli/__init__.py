@@ -13,6 +13,7 @@ import sys
 import typer
 
 from .._version import __version__
+from ..names import display_name
 
 # Each module registers its commands on `app`.
 from . import (  # noqa: F401
@@ -50,14 +51,26 @@ def _root(
     names_as_bytes_on_stdout()
 
 
+class _StderrLines(logging.Handler):
+    """The library's log records as lines for people: `warning: ...` (errors likewise), whole
+    lines that never wrap mid-sentence, names escaped, no markup."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.WARNING:
+                message = f"{record.levelname.lower()}: {message}"
+            console.print(display_name(message), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed record never ends the run
+            self.handleError(record)
+
+
 def _log_to_stderr(level: int) -> None:
     """Route the library's log records (warnings by default) to the stderr console."""
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+    handler = _StderrLines()
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("asttag")
-    root.handlers[:] = [h for h in root.handlers if not isinstance(h, RichHandler)] + [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrLines)] + [handler]
     root.setLevel(level)
 
 

@@ -7,15 +7,79 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ..names import display_name
 
+# Typer checks Literal choices with pydantic, whose messages start so.
+_VALIDATOR_PREFIX = "Value error, "
+
+
+class _PlainArgument(TyperArgument):
+    """A positional argument shown as git shows one (`INPUT...`), without a Python type."""
+
+    def _label(self) -> str:
+        label = self.metavar or (self.name or "").upper()
+        return label + "..." if self.nargs != 1 and not label.endswith("...") else label
+
+    def _rich_display_name(self) -> str:
+        return self._label()
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self._label() if self.required else f"[{self._label()}]"]
+
+
+# Placeholders for the value types Typer would show as Python types (`<int>`, `<path>`).
+_PLACEHOLDERS = {"int": "N", "int range": "N", "float": "X", "int,int": "N N", "path": "PATH"}
+
+
+class _PlainOption(TyperOption):
+    """An option whose value is shown as a placeholder (`--output PATH`, `--pad zero|repeat`),
+    not as the Python type Typer reads it into."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        shown = super().display_type_rich(ctx)
+        if self.metavar is not None or shown is None or not shown.startswith("<"):
+            return shown
+        kind = shown.removesuffix("...").strip("<>")
+        kind = kind.removeprefix("list[").removesuffix("]")
+        if "|" in kind:
+            return kind
+        return _PLACEHOLDERS.get(kind) or (self.name or "value").strip("_").upper().replace("_", "-")
+
+
+_PLAIN: dict[type, type] = {TyperArgument: _PlainArgument, TyperOption: _PlainOption}
+
+
+class PlainGroup(TyperGroup):
+    """A command group whose commands show their arguments plainly in help and usage, and whose
+    usage errors say what is wrong in the tool's words, not in its validation library's."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: Typer's vendored click types are private
+        try:
+            return super().invoke(ctx)
+        except typer.BadParameter as e:  # Typer's own click, not the click package
+            e.message = e.message.removeprefix(_VALIDATOR_PREFIX)
+            raise
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        for param in getattr(command, "params", ()):
+            if type(param) in _PLAIN:
+                param.__class__ = _PLAIN[type(param)]  # Typer builds them; only their display changes
+        return command
+
+
 app = typer.Typer(
+    cls=PlainGroup,
     name="asttag",
     help="Tag audio of any length with the Audio Spectrogram Transformer (AST).",
     no_args_is_help=True,

@@ -19,7 +19,7 @@ EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORM
 @app.command()
 def embed(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...",
+        ..., metavar="INPUT",
         help="Audio files, directories, glob patterns, or - to read paths from stdin."),
     model: str = typer.Option(
         "default", "--model", "-m", help="A model name, checkpoint or transformers directory."),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import EXIT_USAGE, app, check_output_file, console, fail, user_errors
+from .app import EXIT_USAGE, PlainGroup, app, check_output_file, console, fail, user_errors
 from .options import (
     DEVICE,
     DataOptions,
@@ -25,6 +25,7 @@ from .options import (
 from .reporting import load_split, report_metrics
 
 ensemble_app = typer.Typer(
+    cls=PlainGroup,
     rich_markup_mode=None,
     help="Ensembles: several models' probabilities averaged (the paper's Ensemble-S/-M).",
     no_args_is_help=True,
@@ -70,7 +71,7 @@ def create(
 @ensemble_app.command("evaluate")
 def evaluate(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUTS...",
+        metavar="INPUTS",
         help="MODELS... DATA: models, then the data set; with --from-predictions, "
         "PREDICTIONS...: files saved by "
         "`asttag evaluate --save-predictions`.", show_default=False)],

@@ -9,10 +9,10 @@ from typing import Optional
 
 import typer
 
-from .app import EXIT_USAGE, app, check_output_file, console, fail
+from .app import EXIT_USAGE, PlainGroup, app, check_output_file, console, fail
 from .options import COUNT, number
 
-models_app = typer.Typer(help="List, inspect, convert, download and export models.",
+models_app = typer.Typer(cls=PlainGroup, help="List, inspect, convert, download and export models.",
                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 

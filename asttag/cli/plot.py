@@ -20,7 +20,7 @@ from .options import COUNT, DEVICE, SCORE, SECONDS, Device, number
 @app.command()
 def plot(
     inputs: list[str] = typer.Argument(
-        ..., metavar="INPUT...",
+        ..., metavar="INPUT",
         help="Audio files, directories or glob patterns (tagged and drawn), training run "
              "directories (their curves) or predictions files from `asttag evaluate "
              "--save-predictions` (AP per class)."),
