@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from ..choices import EMBEDDING_FORMATS
-from .app import EXIT_FAILED, EXIT_OK, app, console, fail
-from .jobs import JobProgress, job_usage, note, read_inputs, steady_heap, usage
+from .app import EXIT_FAILED, EXIT_OK, app, console
+from .jobs import JobProgress, job_model, job_usage, note, read_inputs, usage
 from .options import COUNT, DEVICE, SECONDS, Device, PadName, TagPrecision, number
 
 EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORMATS}, type=str)
@@ -77,25 +77,10 @@ def embed(
     if not paths:
         usage("no audio files found in the inputs given")
 
-    import torch
-
-    from ..checkpoint import CheckpointError
-    from ..device import resolve_device
     from ..embedding import Embedder, embedding_format, make_embedding_writer
-    from ..hub import HubError, load_model
     from ..runs import tag_files
 
-    steady_heap()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        target = resolve_device(shard.device(device))
-    except ValueError as e:
-        usage(str(e))
-    try:
-        net = load_model(model, device="cpu")
-    except (CheckpointError, HubError) as e:
-        fail(str(e))
+    net, target = job_model(model, device=device, threads=threads, shard=shard)
     try:
         embedder = Embedder(net, patches=patches, device=target, precision=precision,
                             batch_size=batch_size, window=window, hop=hop, pad=pad,

@@ -17,9 +17,11 @@ from ..names import display_name
 from .app import EXIT_USAGE, console, error, fail
 
 if TYPE_CHECKING:
+    import torch
     from rich.progress import Progress
 
-    from ..runs import JobError, JobPlan
+    from ..model import TaggingModel
+    from ..runs import JobError, JobPlan, Shard
     from ..tagger import TagFailure, TagResult
 
 
@@ -229,6 +231,30 @@ def steady_heap() -> None:
         return  # not glibc: nothing to tune
     m_mmap_threshold = -3  # from malloc.h
     libc.mallopt(m_mmap_threshold, 1 << 20)
+
+
+def job_model(model: str, *, device: str, threads: int | None = None,
+              shard: Shard | None = None) -> tuple[TaggingModel, torch.device]:
+    """The model a tagging job runs, loaded on the CPU, and the device it runs on (this rank's,
+    under torchrun); steadies the heap and sets the CPU threads first. Exits on a bad model
+    (1) or device (2)."""
+    import torch
+
+    from ..checkpoint import CheckpointError
+    from ..device import resolve_device
+    from ..hub import HubError, load_model
+
+    steady_heap()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        target = resolve_device(shard.device(device) if shard else device)
+    except ValueError as e:
+        usage(str(e))
+    try:
+        return load_model(model, device="cpu"), target
+    except (CheckpointError, HubError) as e:
+        fail(str(e))
 
 
 def interrupted(progress: JobProgress, *, to_stdout: bool, output_dir: Path | None) -> NoReturn:

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from .app import EXIT_FAILED, EXIT_OK, EXIT_USAGE, app, error, fail
-from .jobs import label_keys, steady_heap
+from .jobs import job_model, label_keys
 from .options import COUNT, DEVICE, SCORE, SECONDS, Device, number
 
 
@@ -92,17 +92,12 @@ def _draw_recordings(targets: dict[Path, Path], recordings: list[Path], *, model
     """Tag and draw each recording; True when some failed."""
     from .. import plot as pictures
     from ..audio import AudioError
-    from ..checkpoint import CheckpointError
-    from ..hub import HubError, load_model
     from ..tagger import TagFailure, Tagger
 
-    steady_heap()  # a 3-hour recording streams through twice: tagged, then its spectrogram
+    # job_model steadies the heap: a 3-hour recording streams through twice (tags, spectrogram).
+    net, target = job_model(model, device=device)
     try:
-        net = load_model(model, device="cpu")
-    except (CheckpointError, HubError) as e:
-        fail(str(e))
-    try:
-        tagger = Tagger(net, device=device, hop=hop, threshold=threshold,
+        tagger = Tagger(net, device=target, hop=hop, threshold=threshold,
                         labels=label_keys(labels, net.labels) if labels else None)
     except ValueError as e:
         fail(str(e), code=EXIT_USAGE)

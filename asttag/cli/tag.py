@@ -22,11 +22,11 @@ from .jobs import (
     JobProgress,
     PausedStdout,
     interrupted,
+    job_model,
     job_usage,
     label_keys,
     note,
     read_inputs,
-    steady_heap,
     usage,
 )
 from .options import (
@@ -201,25 +201,10 @@ def tag(
         usage(f"{format_name} output describes one recording: with several inputs use --output-dir")
     pictures = _picture_paths(paths, plot_dir) if plot_dir is not None else None
 
-    import torch
-
-    from ..checkpoint import CheckpointError
-    from ..device import resolve_device
-    from ..hub import HubError, load_model
     from ..runs import tag_files
     from ..tagger import Tagger
 
-    steady_heap()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        target = resolve_device(shard.device(device))
-    except ValueError as e:
-        usage(str(e))
-    try:
-        net = load_model(model, device="cpu")
-    except (CheckpointError, HubError) as e:
-        fail(str(e))
+    net, target = job_model(model, device=device, threads=threads, shard=shard)
     try:
         tagger = Tagger(
             net, device=target, precision=precision,
