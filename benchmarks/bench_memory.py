@@ -126,6 +126,16 @@ def measure(recording: Path, model: Path, *, threads: int, batch_size: int,
     command = [sys.executable, "-m", "asttag", "tag", str(recording), "-m", str(model),
                "-f", "csv", "--device", "cpu", "--threads", str(threads),
                "--batch-size", str(batch_size), "--workers", str(workers)]
+    stderr, peak_mb, wall = run_measured(command, f"tagging {recording}")
+    match = SPEED.search(stderr)
+    if match is None:
+        raise SystemExit(f"no speed in the CLI's summary:\n{stderr}")
+    return {"peak_mb": peak_mb, "wall_s": wall, "tag_s": float(match[1]),
+            "speed": float(match[2])}
+
+
+def run_measured(command: list[str], what: str) -> tuple[str, float, float]:
+    """Run a command as a fresh process: its stderr, peak RSS (MB) and wall time (s)."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
@@ -134,12 +144,8 @@ def measure(recording: Path, model: Path, *, threads: int, batch_size: int,
         err.seek(0)
         stderr = err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"tagging {recording} failed:\n{stderr}")
-    match = SPEED.search(stderr)
-    if match is None:
-        raise SystemExit(f"no speed in the CLI's summary:\n{stderr}")
-    return {"peak_mb": usage.ru_maxrss / 1024, "wall_s": wall, "tag_s": float(match[1]),
-            "speed": float(match[2])}
+        raise SystemExit(f"{what} failed:\n{stderr}")
+    return stderr, usage.ru_maxrss / 1024, wall
 
 
 def main() -> None:

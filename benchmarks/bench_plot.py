@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench_memory import write_recording
+from bench_memory import run_measured, write_recording
 
 RATE = 16000
 
@@ -30,16 +28,8 @@ def measure(recording: Path, out: Path) -> dict:
     """Draw one file in a fresh process; its peak RSS and wall time."""
     command = [sys.executable, "-m", "asttag", "plot", str(recording), "-o", str(out),
                "--device", "cpu"]
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        err.seek(0)
-        stderr = err.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"drawing {recording} failed:\n{stderr}")
-    return {"peak_mb": usage.ru_maxrss / 1024, "wall_s": wall,
+    _, peak_mb, wall = run_measured(command, f"drawing {recording}")
+    return {"peak_mb": peak_mb, "wall_s": wall,
             "png_kb": (out / recording.with_suffix(".png").name).stat().st_size / 1024}
 
 

@@ -11,7 +11,18 @@ import typer
 from ..choices import EMBEDDING_FORMATS
 from .app import EXIT_FAILED, EXIT_OK, app, console
 from .jobs import JobProgress, job_model, job_usage, note, read_inputs, usage
-from .options import COUNT, DEVICE, SECONDS, Device, PadName, TagPrecision, number
+from .options import (
+    COUNT,
+    DEVICE,
+    SECONDS,
+    Device,
+    ErrorsLog,
+    JobQuiet,
+    JobWorkers,
+    PadName,
+    TagPrecision,
+    Threads,
+)
 
 EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORMATS}, type=str)
 
@@ -48,15 +59,10 @@ def embed(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", parser=COUNT, metavar="N",
         help="Windows per forward pass (default as for tag)."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", parser=COUNT, metavar="N",
-        help="CPU threads for the model (default: torch's, one per core)."),
-    workers: int = typer.Option(
-        1, "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
-        help="Processes decoding and computing features while the model runs (0: in turn)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-    errors_log: Optional[Path] = typer.Option(
-        None, "--errors-log", help="Write the failed files and why, one per line (path TAB reason)."),
+    threads: Threads = None,
+    workers: JobWorkers = 1,
+    quiet: JobQuiet = False,
+    errors_log: ErrorsLog = None,
 ) -> None:
     """Embed audio files window by window: the vector the model's head sees, and its mean per file."""
     from ..runs import JobError, Shard, check_destinations

@@ -222,6 +222,19 @@ Workers = Annotated[int, typer.Option(
     "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
     help="Audio decoding processes.")]
 
+# --------------------------------------------------------------------------- tagging jobs (tag, embed)
+
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", parser=COUNT, metavar="N",
+    help="CPU threads for the model (default: torch's, one per core).")]
+JobWorkers = Annotated[int, typer.Option(
+    "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
+    help="Processes decoding and computing features while the model runs (0: in turn).")]
+JobQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+ErrorsLog = Annotated[Optional[Path], typer.Option(
+    "--errors-log", metavar="FILE",
+    help="Write the failed files and why, one per line (path TAB reason).")]
+
 # --------------------------------------------------------------------------- evaluation options
 
 Layout = Annotated[str, typer.Option(

@@ -36,10 +36,13 @@ from .options import (
     SECONDS,
     AggregateName,
     Device,
+    ErrorsLog,
     FormatName,
+    JobQuiet,
+    JobWorkers,
     PadName,
     TagPrecision,
-    number,
+    Threads,
 )
 
 if TYPE_CHECKING:
@@ -150,15 +153,10 @@ def tag(
         None, "--batch-size", "-b", parser=COUNT, metavar="N",
         help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, "
              "up to 64 for smaller inputs)."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", parser=COUNT, metavar="N",
-        help="CPU threads for the model (default: torch's, one per core)."),
-    workers: int = typer.Option(
-        1, "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
-        help="Processes decoding and computing features while the model runs (0: in turn)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
-    errors_log: Optional[Path] = typer.Option(
-        None, "--errors-log", metavar="FILE", help="Write the failed files and why, one per line (path TAB reason)."),
+    threads: Threads = None,
+    workers: JobWorkers = 1,
+    quiet: JobQuiet = False,
+    errors_log: ErrorsLog = None,
     plot_dir: Optional[Path] = typer.Option(
         None, "--plot", metavar="DIR", help="Also draw each recording tagged as DIR/<name>.png, as `asttag plot` "
                              "does (needs asttag[plot])."),
