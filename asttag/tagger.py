@@ -459,7 +459,7 @@ class Tagger:
 
         `progress` is called with the seconds of audio each step has newly covered.
         """
-        paths = [str(p) for p in paths]
+        names = [str(p) for p in paths]
         pending: dict[int, _Pending] = {}
         rows: list[tuple[int, torch.Tensor, float]] = []  # (file order, window, its end time)
         finished: dict[int, TagResult | TagFailure] = {}
@@ -476,8 +476,8 @@ class Tagger:
             for order in {order for order, _, _ in batch}:
                 self._complete(order, pending, finished, progress)
 
-        for item in self._items(paths):
-            state = pending.setdefault(item.order, _Pending(paths[item.order]))
+        for item in self._items(names):
+            state = pending.setdefault(item.order, _Pending(names[item.order]))
             if isinstance(item, _Windows):
                 rows.extend((item.order, w, end) for w, end in zip(item.windows, item.ends))
                 while len(rows) >= self.batch_size:
