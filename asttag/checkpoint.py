@@ -585,8 +585,10 @@ def _asttag_to_hf(state: dict[str, torch.Tensor], dim: int) -> dict[str, torch.T
 
 def _labels_from_hf(config: dict, num_classes: int) -> LabelSet:
     id2label = config.get("id2label") or {}
-    names = [id2label.get(str(i), id2label.get(i)) for i in range(num_classes)]
-    if any(n is None for n in names) or len(set(names)) != len(names):
+    found = (id2label.get(str(i), id2label.get(i)) for i in range(num_classes))
+    names = [n for n in found if n is not None]
+    # A class without a name, or two classes under one: generic names rather than a guess.
+    if len(names) < num_classes or len(set(names)) < num_classes:
         return LabelSet.generic(num_classes)
     known = audioset()
     if tuple(names) == known.names:

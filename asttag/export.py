@@ -72,6 +72,7 @@ def export_onnx(model: AST, path: str | Path, *, opset: int = 18) -> Path:
             )
         except Exception as e:  # the exporter raises many types; the reason is in the message
             raise ExportError(f"ONNX export failed: {e}") from e
+        assert program is not None  # None only from the legacy exporter (dynamo=False)
         proto = program.model_proto
         for key, value in description_metadata(model).items():
             proto.metadata_props.add(key=key, value=value)

@@ -52,6 +52,7 @@ def rows(result: TagResult, mode: str) -> list[dict]:
 
     Raises ValueError for a score that is not a finite number: no format may show NaN as one.
     """
+    found: list[dict]
     if mode == "events":
         found = [
             {"file": result.path, "start": e.start, "end": e.end, "label": e.label,
@@ -162,7 +163,7 @@ def make_writer(name: str, *, mode: str = "tags", color: bool = False, width: in
 class _Delimited(Writer):
     delimiter: ClassVar[str]
 
-    def _lines(self, records: list[dict]) -> str:
+    def _lines(self, records: list[list[str]]) -> str:
         out = io.StringIO()
         # The csv module quotes as needed: AudioSet labels hold commas ("Inside, small room").
         writer = csv.writer(out, delimiter=self.delimiter, lineterminator="\n")
@@ -189,9 +190,9 @@ class TsvWriter(_Delimited):
 
 def _rounded(key: str, value: object) -> object:
     """The same precision as the text formats: times to the millisecond, scores to 1e-6."""
-    if key in ("start", "end"):
-        return round(value, 3)
-    return round(value, 6) if isinstance(value, float) else value
+    if not isinstance(value, float):
+        return value
+    return round(value, 3 if key in ("start", "end") else 6)
 
 
 def _json(document: dict) -> str:

@@ -76,5 +76,7 @@ def process_device(name: str, processes: Processes) -> torch.device:
         if device.index is not None:
             raise about(TrainingError("under torchrun each process takes its own GPU: choose device "
                                       "cuda or auto"), "device")
-        device = torch.device("cuda", processes.local_rank)
+        # torch's stub types device.index as int, so mypy takes the raise above as certain; the
+        # index is None for a bare "cuda".
+        device = torch.device("cuda", processes.local_rank)  # type: ignore[unreachable]
     return device

@@ -264,10 +264,11 @@ class _Trainer:
             summary["averaged"] = averaged
         if self.splits.test:
             self.observer.validating("test")
-            summary["test"] = {"best": self._score(load_checkpoint(self.run.file(BEST_FILE)), self.splits.test)}
+            test = {"best": self._score(load_checkpoint(self.run.file(BEST_FILE)), self.splits.test)}
             if averaged is not None:
-                summary["test"]["averaged"] = self._score(
+                test["averaged"] = self._score(
                     load_checkpoint(self.run.file(AVERAGED_FILE)), self.splits.test)
+            summary["test"] = test
         if self.processes.is_main:
             self.run.write_json(SUMMARY_FILE, summary)
         self.processes.barrier()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,8 +20,12 @@ BALANCE_NUMERATOR = 1000.0
 BALANCE_SMOOTHING = 0.01
 
 
-class SampleKey(NamedTuple):
-    """Which example, and where in which epoch's order it was drawn."""
+@dataclass(frozen=True)
+class SampleKey:
+    """Which example, and where in which epoch's order it was drawn.
+
+    Not a NamedTuple: its field `index` would hide tuple.index.
+    """
 
     index: int
     epoch: int
