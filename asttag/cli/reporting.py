@@ -19,6 +19,9 @@ from .app import EXIT_USAGE, console, fail, user_errors
 from .options import OutputFormat, parse_data_options
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from ..metrics import Metrics
     from ..recipes import Recipe
     from ..training import Runtime
 
@@ -46,7 +49,7 @@ def guarded(run, *, quiet: bool):
     observer = TrainingProgress(enabled=not quiet and _is_main())
     try:
         return run(observer)
-    except (TrainingError, PretrainedError, *user_errors()) as e:
+    except (TrainingError, PretrainedError) + user_errors() as e:
         hint = _TRAINING_HINTS.get(parameter_of(e) or "")
         fail(f"{e} ({hint})" if hint else e)
     finally:
@@ -95,8 +98,8 @@ class TrainingProgress:
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None  # the running epoch's, on the bar
 
     # The engine calls these (see asttag.training.Observer).
     def run_started(self, run_dir: Path, recipe: Recipe, *, first_epoch: int) -> None:
@@ -128,16 +131,18 @@ class TrainingProgress:
         self._task = self._bar.add_task(f"epoch {epoch}/{epochs}", total=steps, loss="-")
 
     def step_done(self, loss: float) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=1, loss=f"{loss:.4f}")
 
     def validating(self, what: str) -> None:
-        if self._bar is not None:
+        # Also called after the last epoch (test split, averaged model), when no epoch is running.
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, description=f"scoring ({what})")
 
     def epoch_done(self, record: dict) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.remove_task(self._task)
+            self._task = None
         if not self.enabled:
             return
         parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.4f}",
@@ -179,7 +184,7 @@ def load_split(data: Path, *, layout: str, split: str | None, options: list[str]
     return splits.labels, split_name, examples
 
 
-def report_metrics(context: dict, rows: list[tuple[str, dict, object]], *, output_format: OutputFormat,
+def report_metrics(context: dict, rows: list[tuple[str, dict, Metrics]], *, output_format: OutputFormat,
            per_class: bool) -> None:
     """Print metrics of one or more models: a table on a terminal, else JSON.
 
