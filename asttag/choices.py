@@ -8,22 +8,28 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TAG_PRECISIONS", "PADS", "AGGREGATES",
-           "EMBEDDING_FORMATS"]
+__all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TagPrecision", "TAG_PRECISIONS", "Pad",
+           "PADS", "Aggregate", "AGGREGATES", "EmbeddingFormat", "EMBEDDING_FORMATS"]
 
 # CUDA when present, else the CPU (device.resolve_device): what every entry point runs on
 # unless told otherwise.
 DEFAULT_DEVICE = "auto"
 
+# Each set is a Literal (the type annotations use; Typer offers its values as choices) and the
+# tuple of its values.
 # Mixed precision of training and evaluation; "auto" picks by device (device.resolve_precision).
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 # Tagging names its precision and adds dynamic int8 quantisation of the linear layers (CPU).
-TAG_PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+TagPrecision = Literal["fp32", "bf16", "fp16", "int8"]
+TAG_PRECISIONS: tuple[str, ...] = get_args(TagPrecision)
 
 # How the tagger fills the last partial window and clips shorter than one.
-PADS = ("zero", "repeat")
+Pad = Literal["zero", "repeat"]
+PADS: tuple[str, ...] = get_args(Pad)
 # How the tagger turns window scores into clip scores.
-AGGREGATES = ("max", "mean")
+Aggregate = Literal["max", "mean"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 # Embedding output formats (asttag.embedding.EMBEDDING_WRITERS holds one writer per name).
-EMBEDDING_FORMATS = ("safetensors", "npy", "parquet")
+EmbeddingFormat = Literal["safetensors", "npy", "parquet"]
+EMBEDDING_FORMATS: tuple[str, ...] = get_args(EmbeddingFormat)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-from .model import AST
+from .model import AST, TaggingModel
 from .tagger import Tagger
 from .writers import Writer
 
@@ -77,7 +77,9 @@ class Embedder(Tagger):
     `tag_many(paths)` yields an `EmbeddingResult` (or a `TagFailure`) per file, in order.
     """
 
-    def __init__(self, model: AST, *, patches: bool = False, **settings: Any) -> None:
+    model: AST  # the one AST given, as the Tagger prepared it for its device and precision
+
+    def __init__(self, model: TaggingModel, *, patches: bool = False, **settings: Any) -> None:
         if not isinstance(model, AST):
             raise TypeError(f"embeddings come from a single AST, not {type(model).__name__}")
         super().__init__(model, **settings)

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
 
 import torch
 import torch.distributed as dist
@@ -32,7 +31,7 @@ from .recipes import load_recipe
 from .rundir import CROSS_VALIDATION_FILE, RECIPE_FILE, fold_directory
 from .tagger import TagFailure, Tagger, TagResult
 from .training import CrossValidation, Observer, RunResult, Runtime, cross_validate, resume
-from .writers import StreamOutput, Writer, output_path, write_file
+from .writers import StreamOutput, TextStream, Writer, output_path, write_file
 
 __all__ = [
     "JobError",
@@ -173,7 +172,7 @@ def tag_files(
     paths: Sequence[str],
     *,
     writer: Writer,
-    stream: TextIO | None = None,
+    stream: TextStream | None = None,
     output: str | Path | None = None,
     output_dir: str | Path | None = None,
     skip_existing: bool = False,
@@ -239,7 +238,7 @@ class _Job:
                 self.observer.done(outcome)
 
 
-def _to_stream(job: _Job, paths: list[str], stream: TextIO) -> None:
+def _to_stream(job: _Job, paths: list[str], stream: TextStream) -> None:
     job.observer.planned(JobPlan(files=len(paths), todo=len(paths), paths=paths))
     out = StreamOutput(stream, job.writer)
     job.run(paths, out.write)

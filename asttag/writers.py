@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from .atomic import atomic_path
 from .names import display_name
@@ -34,6 +34,7 @@ __all__ = [
     "columns",
     "rows",
     "make_writer",
+    "TextStream",
     "StreamOutput",
     "output_path",
     "write_file",
@@ -311,10 +312,18 @@ class TableWriter(Writer):
         return out.getvalue()
 
 
+class TextStream(Protocol):
+    """What StreamOutput writes to: a text file, stdout, or anything else taking text."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
 class StreamOutput:
     """Results written as they come to a text stream, flushed after each file."""
 
-    def __init__(self, stream: TextIO, writer: Writer) -> None:
+    def __init__(self, stream: TextStream, writer: Writer) -> None:
         self.stream, self.writer = stream, writer
         self._first = True
         stream.write(writer.header())

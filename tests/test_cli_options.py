@@ -54,3 +54,11 @@ def test_help_reads_like_a_command_line_tool():
         assert leak not in text.split("Options:")[1], leak
     longest = max(len(line) for line in text.splitlines())
     assert longest <= 80
+
+
+def test_a_resume_refusal_names_a_given_argument_as_usage_does(tmp_path):
+    # An argument is spelled as usage shows it; asking Typer's parameter for click's
+    # human_readable_name raised AttributeError instead of this usage error.
+    result = CliRunner().invoke(app, ["finetune", "esc50", "--resume", str(tmp_path), "--epochs", "3"])
+    assert result.exit_code == 2, result.output
+    assert sorted(result.stderr.split("; drop ")[1].strip().split(", ")) == ["--epochs", "DATASET"]

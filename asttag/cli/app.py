@@ -20,11 +20,16 @@ from ..names import display_name
 _VALIDATOR_PREFIX = "Value error, "
 
 
+def argument_name(param: Any) -> str:  # Any: Typer's vendored click types are private
+    """How usage names a positional argument: its placeholder, else its name in capitals."""
+    return param.metavar or (param.name or "").upper()
+
+
 class _PlainArgument(TyperArgument):
     """A positional argument shown as git shows one (`INPUT...`), without a Python type."""
 
     def _label(self) -> str:
-        label = self.metavar or (self.name or "").upper()
+        label = argument_name(self)
         return label + "..." if self.nargs != 1 and not label.endswith("...") else label
 
     def _rich_display_name(self) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..choices import EMBEDDING_FORMATS
+from ..choices import EMBEDDING_FORMATS, EmbeddingFormat, Pad, TagPrecision
 from .app import EXIT_FAILED, EXIT_OK, app, console
 from .jobs import JobProgress, job_model, job_usage, note, read_inputs, usage
 from .options import (
@@ -19,12 +18,8 @@ from .options import (
     ErrorsLog,
     JobQuiet,
     JobWorkers,
-    PadName,
-    TagPrecision,
     Threads,
 )
-
-EmbeddingFormat = Enum("EmbeddingFormat", {name: name for name in EMBEDDING_FORMATS}, type=str)
 
 
 @app.command()
@@ -51,7 +46,7 @@ def embed(
         None, "--window", parser=SECONDS, metavar="SECONDS", help="Window length in seconds (default: the model's input length)."),
     hop: Optional[float] = typer.Option(
         None, "--hop", parser=SECONDS, metavar="SECONDS", help="Seconds between window starts (default: the window length)."),
-    pad: PadName = typer.Option(
+    pad: Pad = typer.Option(
         "zero", "--pad", help="Fill short clips and the last window with zeros or by repeating."),
     device: Device = DEVICE,
     precision: TagPrecision = typer.Option(
@@ -91,8 +86,8 @@ def embed(
         embedder = Embedder(net, patches=patches, device=target, precision=precision,
                             batch_size=batch_size, window=window, hop=hop, pad=pad,
                             workers=workers)
-        name = embedding_format(output) if output else (fmt.value if fmt else EMBEDDING_FORMATS[0])
-        writer = make_embedding_writer(name, dim=net.config.embed_dim, patches=patches)
+        name = embedding_format(output) if output else (fmt or EMBEDDING_FORMATS[0])
+        writer = make_embedding_writer(name, dim=embedder.model.config.embed_dim, patches=patches)
     except (TypeError, ValueError) as e:
         usage(f"{model}: {e}" if isinstance(e, TypeError) else str(e))
     progress = JobProgress(enabled=not quiet and shard.rank == 0 and console.is_terminal,

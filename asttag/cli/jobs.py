@@ -21,8 +21,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from ..model import TaggingModel
-    from ..runs import JobError, JobPlan, Shard
+    from ..runs import JobError, JobObserver, JobPlan, Shard
     from ..tagger import TagFailure, TagResult
+else:
+    # The type checker holds JobProgress to the observer's methods; at run time asttag.runs
+    # would import torch with this module, and the base adds nothing (its methods do nothing).
+    JobObserver = object
 
 
 def usage(message: str) -> NoReturn:
@@ -55,11 +59,11 @@ def label_keys(values: list[str], label_set) -> list[str]:
     return keys
 
 
-class JobProgress:
+class JobProgress(JobObserver):
     """Files done, audio hours done and speed on stderr; paused while stdout gets data.
 
-    It is the job's observer (asttag.runs.JobObserver: not subclassed, that would import torch
-    with this module): it draws progress and reports each failed file as it comes.
+    It is the job's observer (asttag.runs.JobObserver): it draws progress and reports each
+    failed file as it comes.
     """
 
     def __init__(self, *, enabled: bool, doing: str = "tagging", done: str = "tagged") -> None:

@@ -11,25 +11,22 @@ import math
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
-from ..choices import AGGREGATES, DEFAULT_DEVICE, PADS, PRECISIONS, TAG_PRECISIONS
+from ..choices import DEFAULT_DEVICE, Precision
 from ..writers import WRITERS
-from .app import EXIT_USAGE, fail
+from .app import EXIT_USAGE, argument_name, fail
 
 # --------------------------------------------------------------------------- choices
 
-# The CLI's choices are the core's lists (Typer offers a Literal's values as choices).
+# The CLI's choices are the core's (Typer offers a Literal's values as choices; the others are
+# asttag.choices' Literals). The writers are a registry, known only when it has been filled.
 if TYPE_CHECKING:
-    FormatName = PadName = AggregateName = TagPrecision = PrecisionName = str
+    FormatName = str
 else:
     FormatName = Literal[tuple(WRITERS)]
-    PadName = Literal[PADS]
-    AggregateName = Literal[AGGREGATES]
-    TagPrecision = Literal[TAG_PRECISIONS]
-    PrecisionName = Literal[PRECISIONS]
 
 # --------------------------------------------------------------------------- numbers
 
@@ -66,7 +63,7 @@ def number(*, above: float | None = None, at_least: float | None = None,
 # --------------------------------------------------------------------------- what was given
 
 
-def given(ctx: typer.Context) -> dict[str, object]:
+def given(ctx: typer.Context) -> dict[str, Any]:
     """The parameters the user set on the command line (or through the environment)."""
     # By name: Typer ships its own copy of Click, whose ParameterSource is not click's.
     typed = ("COMMANDLINE", "ENVIRONMENT")
@@ -78,7 +75,7 @@ def spelled(ctx: typer.Context, name: str) -> str:
     """How the parameter `name` is written on this command line (`--lr`, `DATASET`)."""
     param = next(p for p in ctx.command.params if p.name == name)
     if param.param_type_name == "argument":
-        return param.human_readable_name
+        return argument_name(param)
     return max(param.opts, key=len)
 
 
@@ -121,7 +118,7 @@ _RECIPE_FIELDS = ("dataset", "data_dir", "init", "imagenet_weights", "size", "ep
                   "grad_accum", "seed", "precision")
 
 
-def recipe_overrides(options: dict[str, object], *, stride: tuple[int, int]) -> dict[str, object]:
+def recipe_overrides(options: dict[str, Any], *, stride: tuple[int, int]) -> dict[str, object]:
     """Recipe overrides (`Recipe.with_overrides`) from the training options given.
 
     `--set` items come first, so a flag wins over a `--set` of the same key; `stride` is the
@@ -130,7 +127,7 @@ def recipe_overrides(options: dict[str, object], *, stride: tuple[int, int]) -> 
     from ..recipes import parse_override
 
     overrides: dict[str, object] = dict(parse_override(item) for item in options.get("set_") or [])
-    data = parse_data_options(options.get("data_option"))  # type: ignore[arg-type]
+    data = parse_data_options(options.get("data_option"))
     if "valid" in data and "valid_fraction" not in data:
         # A validation manifest replaces the recipe's held-out fraction (readers take one).
         data["valid_fraction"] = None
@@ -148,13 +145,13 @@ def recipe_overrides(options: dict[str, object], *, stride: tuple[int, int]) -> 
     return overrides
 
 
-def build_recipe(name: str, options: dict[str, object]):
+def build_recipe(name: str, options: dict[str, Any]):
     """The named recipe with the training options given laid over it."""
     from ..recipes import RecipeError, load_recipe
 
     try:
         base = load_recipe(name)
-        return base.with_overrides(recipe_overrides(options, stride=tuple(base.stride)))
+        return base.with_overrides(recipe_overrides(options, stride=base.stride))
     except RecipeError as e:
         fail(str(e), code=EXIT_USAGE)
 
@@ -204,7 +201,7 @@ Sets = Annotated[Optional[list[str]], typer.Option(
     "--set", help="KEY=VALUE recipe override, YAML-typed (mixup=0.5, model.depth=6); repeatable.")]
 Resume = Annotated[Optional[Path], typer.Option(
     "--resume", help="Go on with this run directory from its last completed epoch.")]
-TrainPrecision = Annotated[Optional[PrecisionName], typer.Option(
+TrainPrecision = Annotated[Optional[Precision], typer.Option(
     "--precision", help="auto (bf16/fp16 on CUDA, fp32 on the CPU), fp32, bf16 or fp16.")]
 CacheDir = Annotated[Optional[Path], typer.Option(
     "--cache-dir", help="Keep decoded clips and log-mel frames here: later epochs skip decoding.")]
@@ -245,7 +242,7 @@ Split = Annotated[Optional[str], typer.Option(
     "the data set has).", show_default=False)]
 EvalBatchSize = Annotated[int, typer.Option(
     "--batch-size", "-b", parser=COUNT, metavar="N", help="Clips per forward pass.")]
-EvalPrecision = Annotated[PrecisionName, typer.Option(
+EvalPrecision = Annotated[Precision, typer.Option(
     "--precision", help="fp32, bf16, fp16 or auto (bf16/fp16 on CUDA, fp32 on the CPU).")]
 PerClass = Annotated[bool, typer.Option("--per-class", help="Also report AP and AUC per label.")]
 SavePredictions = Annotated[Optional[Path], typer.Option(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..choices import AGGREGATES, PADS, TAG_PRECISIONS
+from ..choices import AGGREGATES, PADS, TAG_PRECISIONS, Aggregate, Pad, TagPrecision
 from ..writers import WRITERS, format_for
 from .app import EXIT_FAILED, EXIT_OK, app, console, fail, stdout_fault
 from .jobs import (
@@ -34,14 +34,11 @@ from .options import (
     DEVICE,
     SCORE,
     SECONDS,
-    AggregateName,
     Device,
     ErrorsLog,
     FormatName,
     JobQuiet,
     JobWorkers,
-    PadName,
-    TagPrecision,
     Threads,
 )
 
@@ -133,7 +130,7 @@ def tag(
     segments: bool = typer.Option(False, "--segments", help="One row per window and label."),
     events: bool = typer.Option(
         False, "--events", help="Consecutive windows over the threshold merged into events."),
-    aggregate: Optional[AggregateName] = typer.Option(
+    aggregate: Optional[Aggregate] = typer.Option(
         None, "--aggregate", metavar=_AGGREGATES,
         help="How clip tags combine windows (default: max for multi-label models, else mean)."),
     window: Optional[float] = typer.Option(
@@ -142,7 +139,7 @@ def tag(
     hop: Optional[float] = typer.Option(
         None, "--hop", parser=SECONDS, metavar="SECONDS",
         help="Seconds between window starts (default: the window length)."),
-    pad: PadName = typer.Option(
+    pad: Pad = typer.Option(
         "zero", "--pad", metavar=_PADS,
         help="Fill short clips and the last window with zeros or by repeating."),
     device: Device = DEVICE,
