@@ -7,13 +7,16 @@ import argparse
 import collections
 import io
 import json
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asttag.recipes import RecipeError
 from conftest import recipe_script
 
 RATE = 16000
@@ -114,3 +117,99 @@ def test_package_recordings_include_those_inside_zip_archives(corpus_module, tmp
         (f"{archive}:audio/horse", f"{archive}:audio/horse/neigh.wav")]
     decoded = found[0].load()
     assert decoded.sample_rate == RATE and np.allclose(decoded.samples[:, 0], _tone(440.0), atol=1e-4)
+
+
+def _rcc(files: dict[str, tuple[bytes, int]], version: int = 3) -> bytes:
+    """A Qt binary resource file holding `files` (path -> (stored bytes, flags)), written in the
+    layout Qt documents: header, entries (32-bit length, then bytes), names (16-bit length,
+    32-bit hash, UTF-16), then the tree of nodes, directories' children numbered breadth first."""
+    tree: dict = {}
+    for path, entry in files.items():
+        *folders, leaf = path.split("/")
+        node = tree
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[leaf] = entry
+    header = 24 if version >= 3 else 20
+    payloads, names, nodes = bytearray(), bytearray(), []
+    order: list[tuple[str, object]] = [("", tree)]
+    for name, node in order:  # grows while it is walked: breadth first
+        name_offset = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        if isinstance(node, dict):
+            record = struct.pack(">IHII", name_offset, 0x02, len(node), len(order))
+            order += sorted(node.items())
+        else:
+            stored, flags = node
+            record = struct.pack(">IHHHI", name_offset, flags, 0, 0, len(payloads))
+            payloads += struct.pack(">I", len(stored)) + stored
+        nodes.append(record + (struct.pack(">Q", 0) if version >= 2 else b""))
+    names_at = header + len(payloads)
+    tree_at = names_at + len(names)
+    head = b"qres" + struct.pack(">IIII", version, tree_at, header, names_at)
+    if version >= 3:
+        head += struct.pack(">I", 0)
+    return head + bytes(payloads) + bytes(names) + b"".join(nodes)
+
+
+def _zlib_entry(raw: bytes) -> tuple[bytes, int]:
+    """An entry as rcc compresses it: qCompress's 32-bit length, then a zlib stream."""
+    return struct.pack(">I", len(raw)) + zlib.compress(raw), 0x01
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_qt_resource_files_are_read_in_the_documented_layout(corpus_module, version):
+    data = _rcc({"a/b/plain.txt": (b"plain bytes", 0), "a/packed.qml": _zlib_entry(b"x" * 500),
+                 "top.ogg": (b"ogg", 0)}, version)
+    entries = corpus_module.rcc_files(data, "t.rcc")
+    assert [e.path for e in entries] == ["a/b/plain.txt", "a/packed.qml", "top.ogg"]
+    assert [corpus_module.rcc_read(data, e, "t.rcc") for e in entries] == [b"plain bytes", b"x" * 500, b"ogg"]
+
+
+def test_package_recordings_include_those_inside_qt_resource_files(corpus_module, tmp_path):
+    """gcompris-qt-data packs its sounds in .rcc files: the recordings are found as members, each
+    collection the resource file and the member's folder, and decode to what was packed."""
+    packed = io.BytesIO()
+    sf.write(packed, _tone(440.0), RATE, format="WAV", subtype="PCM_16")
+    rcc = tmp_path / "usr/share/game/rcc/farm.rcc"
+    rcc.parent.mkdir(parents=True)
+    rcc.write_bytes(_rcc({"game/farm/resource/cow.wav": _zlib_entry(packed.getvalue()),
+                          "game/farm/resource/horse.wav": (packed.getvalue(), 0),
+                          "game/farm/Farm.qml": (b"Item {}", 0)}))
+    found = list(corpus_module.package_recordings("pkg", tmp_path, collections.Counter()))
+    rel = "usr/share/game/rcc/farm.rcc"
+    assert [(s.collection, s.original) for s in found] == [
+        (f"{rel}:game/farm/resource", f"{rel}:game/farm/resource/cow.wav"),
+        (f"{rel}:game/farm/resource", f"{rel}:game/farm/resource/horse.wav")]
+    for source in found:
+        decoded = source.load()
+        assert decoded.sample_rate == RATE and np.allclose(decoded.samples[:, 0], _tone(440.0), atol=1e-4)
+
+
+def test_what_the_qt_resource_reader_cannot_read_is_said(corpus_module):
+    good = _rcc({"a.wav": (b"RIFF", 0)})
+    with pytest.raises(RecipeError, match="t.rcc: not a Qt resource file"):
+        corpus_module.rcc_files(b"PK\x03\x04" + good[4:], "t.rcc")
+    with pytest.raises(RecipeError, match="version 4"):
+        corpus_module.rcc_files(good[:4] + struct.pack(">I", 4) + good[8:], "t.rcc")
+    with pytest.raises(RecipeError, match="truncated or corrupt"):
+        corpus_module.rcc_files(good[:-10], "t.rcc")
+    zstd = _rcc({"a.wav": (b"\x28\xb5\x2f\xfd...", 0x04)})
+    (entry,) = corpus_module.rcc_files(zstd, "t.rcc")
+    with pytest.raises(RecipeError, match="t.rcc:a.wav: zstd-compressed"):
+        corpus_module.rcc_read(zstd, entry, "t.rcc")
+
+
+def test_held_out_rules_take_whole_packages_collections_or_single_recordings(corpus_module, monkeypatch):
+    monkeypatch.setitem(corpus_module.HELDOUT, "zoo", ("birds", "mammals/cow.ogg"))
+    monkeypatch.setitem(corpus_module.HELDOUT, "whole", corpus_module.WHOLE)
+    split = corpus_module.split_of
+    assert split("whole", "any", "any/x.ogg") == "heldout"
+    assert split("zoo", "stamps/birds", "stamps/birds/owl.ogg") == "heldout"
+    assert split("zoo", "stamps/mammals", "stamps/mammals/cow.ogg") == "heldout"
+    # The cow's sibling, a file whose name only ends like the rule's, and the cow's spoken
+    # description stay in training.
+    assert split("zoo", "stamps/mammals", "stamps/mammals/cow_white.ogg") == "train"
+    assert split("zoo", "stamps/mammals", "stamps/mammals/brown_cow.ogg") == "train"
+    assert split("zoo", "stamps/mammals", "stamps/mammals/cow_desc_fr.ogg") == "train"
+    assert split("other", "stamps/birds", "stamps/birds/owl.ogg") == "train"
