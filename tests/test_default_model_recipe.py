@@ -3,6 +3,7 @@ fake teacher standing in for YAMNet. Nothing is downloaded; no corpus is read.""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections import Counter
@@ -140,8 +141,16 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     checks.write_text("clip,expected,why\nclips/other-voices/5.flac,Speech,a voice\n")
     # Two epochs do not reach the recipe's averaging window: the run's model is its best epoch.
     assert m.shipped_model(result.run_dir) == result.run_dir / "best.safetensors"
-    figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks)
+    families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech"),
+                                                         ("clips/other-songs/6.flac", "music", "Music")])
+    figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks,
+                         families=families)
     assert figures["windows"] == 3 and 0 <= figures["top1_agreement"] <= 1
+    # The held-out families on the clips, the teacher's top (the manifest's) beside the student's.
+    assert {f: figures["families"]["by_family"][f]["clips"] for f in ("speech", "music", "animals")} == \
+        {"speech": 1, "music": 1, "animals": 0}
+    assert [len(c["student"]) for c in figures["families"]["clips"]] == [3, 3]
+    assert figures["families"]["by_family"]["speech"]["teacher_top1"] == 1.0
     assert figures["speech_top_on_heldout_speech"]["windows"] == 2
     assert len(figures["checks"]) == 1 and len(figures["checks"][0]["top3"]) == 3
     # The fake corpus holds out only speech and music: no clip for the wider checks.
@@ -298,3 +307,76 @@ def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_modu
     fbank = torch.randn(3, before.features.target_length, before.features.num_mel_bins)
     with torch.no_grad():
         assert torch.allclose(after.predict(fbank), before.predict(fbank), atol=2e-3)
+
+
+def _teacher_top3(wave: np.ndarray) -> list[list]:
+    """The corpus manifest's `top` for a clip: the teacher's three best classes over it."""
+    teacher = FakeYamnet()
+    clip = teacher.to_audioset(teacher.frame_scores(wave)[1]).max(axis=0)
+    names = audioset().names
+    return [[names[i], float(clip[i])] for i in np.argsort(-np.nan_to_num(clip, nan=-1))[:3]]
+
+
+def _families_file(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("clip", "family", "expected", "why"), *((*row, "made up") for row in rows)])
+    return path
+
+
+def test_family_figures_put_the_student_beside_the_teacher_per_family(recipe_module, tmp_path):
+    """Loud clips are Speech to the fake teacher, quiet ones Music; each family counts its own
+    clips, at top 1 and top 3, for the student's tags and the teacher's on the same clips."""
+    m = recipe_module
+    clips = {"talk": tone(1.0, 0.8, seed=1), "song": tone(1.0, 0.1, seed=2),
+             "woof": tone(1.0, 0.8, seed=3), "moo": tone(1.0, 0.1, seed=4), "ring": tone(1.0, 0.1, seed=5)}
+    manifest = [{"clip": f"clips/{name}.flac", "split": "heldout", "top": _teacher_top3(wave)}
+                for name, wave in clips.items()] + [{"clip": "clips/trained.flac", "split": "train", "top": []}]
+    families = m.read_families(_families_file(tmp_path / "families.csv", [
+        ("clips/talk.flac", "speech", "Speech"), ("clips/song.flac", "music", "Music"),
+        ("clips/woof.flac", "animals", "Dog; Bark"), ("clips/moo.flac", "animals", "Cattle, bovinae; Moo"),
+        ("clips/ring.flac", "alarms and bells", "Telephone bell ringing")]))
+    assert families[2] == {"clip": "clips/woof.flac", "family": "animals", "expected": ["Dog", "Bark"]}
+    student = {"talk": ["Speech", "Music", "Dog"], "song": ["Speech", "Music", "Guitar"],
+               "woof": ["Animal", "Speech", "Bark"], "moo": ["Moo", "Animal", "Speech"],
+               "ring": ["Music", "Beep, bleep", "Alarm"]}
+    figures = m.family_figures(families, manifest, lambda path: student[path.stem], Path("/c"))
+    by = figures["by_family"]
+    assert list(by) == list(m.FAMILY_NAMES)
+    assert by["speech"] == {"clips": 1, "student_top1": 1.0, "student_top3": 1.0, "teacher_top1": 1.0, "teacher_top3": 1.0}
+    assert by["music"] == {"clips": 1, "student_top1": 0.0, "student_top3": 1.0, "teacher_top1": 1.0, "teacher_top3": 1.0}
+    # The fake teacher's top is Speech or Music, its Dog rising frame by frame: the woof has Dog
+    # in its teacher's top 3, the moo no Cattle or Moo.
+    assert by["animals"] == {"clips": 2, "student_top1": 0.5, "student_top3": 1.0, "teacher_top1": 0.0, "teacher_top3": 0.5}
+    assert by["alarms and bells"]["student_top3"] == 0.0 and by["nature"] == {
+        "clips": 0, "student_top1": None, "student_top3": None, "teacher_top1": None, "teacher_top3": None}
+    # Four clips without speech; the student says Speech for three (song, woof, moo), the teacher for the loud woof.
+    assert figures["speech_in_top3_without_speech"] == {"clips": 4, "student": 0.75, "teacher": 0.25}
+    talk = figures["clips"][0]
+    assert {k: talk[k] for k in ("clip", "family", "expected", "student")} == {
+        "clip": "clips/talk.flac", "family": "speech", "expected": ["Speech"], "student": student["talk"]}
+    assert talk["teacher"][:2] == [SPEECH, DOG] and len(talk["teacher"]) == 3  # the third a tie at 0.01
+    table = m.family_table(figures)
+    assert "| animals | 2 | 50% | 0% | 100% | 50% |" in table and "| nature | 0 | - | - | - | - |" in table
+    assert "| Speech in the top 3 of clips without speech | 4 | | | 75% | 25% |" in table
+
+    # A listed clip that is not held out would be measured on audio training heard.
+    trained = [{"clip": "clips/trained.flac", "family": "animals", "expected": ["Dog"]}]
+    with pytest.raises(SystemExit, match="clips/trained.flac: listed in the held-out families but not a held-out clip"):
+        m.family_figures(trained, manifest, lambda path: [], Path("/c"))
+
+
+@pytest.mark.parametrize(("family", "expected", "complaint"), [
+    ("pets", "Dog", "family 'pets' is not one of speech, music"), ("animals", "Dog; Woof woof", "not in AudioSet: \\['Woof woof'\\]")])
+def test_the_families_file_names_families_and_audioset_classes_only(recipe_module, tmp_path, family, expected,
+                                                                    complaint):
+    path = _families_file(tmp_path / "families.csv", [("clips/a.flac", "speech", "Speech"), ("clips/b.flac", family, expected)])
+    with pytest.raises(SystemExit, match=f"families.csv:3: .*{complaint}"):
+        recipe_module.read_families(path)
+
+
+def test_the_checked_in_families_file_is_valid_and_covers_every_family(recipe_module):
+    """The model card's per-family table is measured on this file: every family has clips."""
+    rows = recipe_module.read_families()
+    counts = Counter(r["family"] for r in rows)
+    assert set(counts) == set(recipe_module.FAMILY_NAMES) and min(counts.values()) >= 3
+    assert len({r["clip"] for r in rows}) == len(rows)

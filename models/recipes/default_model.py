@@ -19,7 +19,8 @@ more epochs: --epochs) goes on where it stopped:
   2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
      by the teacher;
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
-  4. evaluation of the run's model (shipped_model) on the held-out windows: evaluation.json.
+  4. evaluation of the run's model (shipped_model) on the held-out windows, the checks and, per
+     sound family, the held-out clips of FAMILIES: evaluation.json (the family table on stderr).
 `measure` times student candidates with the tagger's default settings on a generated
 10-minute file (random weights: speed does not depend on them).
 """
@@ -46,6 +47,10 @@ log = logging.getLogger("default_model")
 HERE = Path(__file__).resolve().parent
 RECIPE = "default-student"  # shipped with asttag (asttag/data/recipes/)
 CHECKS = HERE / "default_heldout_checks.csv"
+FAMILIES = HERE / "default_heldout_families.csv"
+# The sound families of the held-out figures (issue 25), in the order they are reported.
+FAMILY_NAMES = ("speech", "music", "instruments", "animals", "household", "vehicles",
+                "alarms and bells", "human non-speech", "nature")
 SAMPLE_RATE = 16000
 SHARD = 250  # windows per shard: the unit a rerun resumes window building from
 KIND_SHARES = {"speech": 0.2, "music": 0.3, "other": 0.5}  # the corpus is 70% music, 10% other
@@ -485,8 +490,10 @@ def progress_log(every: int = 25):
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, checks: Path = CHECKS) -> dict:
-    """Stage 4: the issue's quality figures for a model, on the held-out windows and `checks`."""
+def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, checks: Path = CHECKS,
+             families: Path = FAMILIES) -> dict:
+    """Stage 4: the issue's quality figures for a model, on the held-out windows, `checks` and
+    the held-out clips of `families`."""
     from asttag.datasets import load_dataset
     from asttag.hub import load_model
     from asttag.inference import predict_examples
@@ -512,6 +519,7 @@ def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, chec
         "by_source": _by_source(meta, student_top, teacher_top),
         "checks": heldout_checks(top3, corpus, checks=checks),
         "teacher_top_in_top3": teacher_top_checks(read_corpus(corpus), top3, corpus),
+        "families": family_figures(read_families(families), read_corpus(corpus), top3, corpus),
     }
     result["checks_passed"] = sum(c["in_top3"] for c in result["checks"])
     return result
@@ -576,6 +584,82 @@ def teacher_top_checks(rows: list[dict], top3: Callable[[Path], list[str]], corp
             "share": sum(hits) / len(hits) if hits else None,
             "by_package": {p: {"clips": len(v), "in_top3": sum(v)} for p, v in sorted(per_package.items())},
             "missed": missed}
+
+
+def read_families(path: Path = FAMILIES) -> list[dict]:
+    """The held-out clips with the sound family and the AudioSet classes each really is (from
+    its package, folder and file name; `expected` lists classes separated by "; ", any of which
+    is right), checked against AudioSet's class names and FAMILY_NAMES."""
+    import csv
+
+    from asttag.labels import audioset
+
+    names = set(audioset().names)
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            expected = [name.strip() for name in row["expected"].split(";")]
+            unknown = [name for name in expected if name not in names]
+            if row["family"] not in FAMILY_NAMES:
+                raise SystemExit(f"{path}:{line}: family {row['family']!r} is not one of {', '.join(FAMILY_NAMES)}")
+            if unknown:
+                raise SystemExit(f"{path}:{line}: classes not in AudioSet: {unknown}")
+            rows.append({"clip": row["clip"], "family": row["family"], "expected": expected})
+    return rows
+
+
+def family_figures(families: list[dict], manifest: list[dict], top3: Callable[[Path], list[str]],
+                   corpus: Path) -> dict:
+    """Top-1 and top-3 per sound family on the held-out clips of `families`, the student's from
+    `top3` (its tags at `asttag tag` defaults) beside the teacher's on the same clips (its top 3
+    over the clip, in the corpus manifest): a clip is right at k when one of its expected classes
+    is among the first k. Also how many clips without speech (every family but speech) have
+    Speech in the top 3. A listed clip that is not a held-out clip of this corpus stops the
+    evaluation: the figures would not be on audio training never heard."""
+    by_clip = {row["clip"]: row for row in manifest}
+    clips, per_family = [], {family: [] for family in FAMILY_NAMES}
+    for check in families:
+        row = by_clip.get(check["clip"])
+        if row is None or row["split"] != "heldout":
+            raise SystemExit(f"{check['clip']}: listed in the held-out families but not a held-out clip of {corpus}")
+        result = {**check, "student": top3(corpus / check["clip"]), "teacher": [name for name, _ in row["top"]][:3]}
+        clips.append(result)
+        per_family[check["family"]].append(result)
+
+    def right(results: list[dict], who: str, k: int) -> float | None:
+        hits = [bool(set(r[who][:k]) & set(r["expected"])) for r in results]
+        return sum(hits) / len(hits) if hits else None
+
+    def speech_in_top3(results: list[dict], who: str) -> float | None:
+        return sum("Speech" in r[who] for r in results) / len(results) if results else None
+
+    without_speech = [r for r in clips if r["family"] != "speech"]
+    return {
+        "by_family": {family: {"clips": len(results),
+                               **{f"{who}_top{k}": right(results, who, k) for who in ("student", "teacher") for k in (1, 3)}}
+                      for family, results in per_family.items()},
+        "speech_in_top3_without_speech": {"clips": len(without_speech),
+                                          "student": speech_in_top3(without_speech, "student"),
+                                          "teacher": speech_in_top3(without_speech, "teacher")},
+        "clips": clips,
+    }
+
+
+def family_table(figures: dict) -> str:
+    """The per-family figures as the model card's Markdown table."""
+
+    def pct(share: float | None) -> str:
+        return "-" if share is None else f"{100 * share:.0f}%"
+
+    lines = ["| family | clips | student top 1 | teacher top 1 | student top 3 | teacher top 3 |",
+             "|---|---|---|---|---|---|"]
+    for family, f in figures["by_family"].items():
+        lines.append(f"| {family} | {f['clips']} | {pct(f['student_top1'])} | {pct(f['teacher_top1'])} | "
+                     f"{pct(f['student_top3'])} | {pct(f['teacher_top3'])} |")
+    speech = figures["speech_in_top3_without_speech"]
+    lines.append(f"| Speech in the top 3 of clips without speech | {speech['clips']} | | | "
+                 f"{pct(speech['student'])} | {pct(speech['teacher'])} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- export and speed
@@ -681,16 +765,21 @@ def _timed(tagger, audio: Path, *, threads: int) -> tuple[float, float]:
 # --------------------------------------------------------------------------- command line
 
 
+def corpus_teacher(args: argparse.Namespace):
+    """YAMNet from --teacher, else the file the corpus was scored with, on one thread."""
+    from asttag.yamnet import YamnetTeacher
+
+    teacher_file = args.teacher or Path(json.loads((args.corpus / "packages.json").read_text())["teacher"]["file"])
+    return YamnetTeacher.from_file(teacher_file, num_threads=1)
+
+
 def build(args: argparse.Namespace) -> dict:
     from threadpoolctl import threadpool_limits
 
     from asttag.recipes import load_recipe
-    from asttag.yamnet import YamnetTeacher
 
-    teacher_file = args.teacher or Path(json.loads((args.corpus / "packages.json").read_text())["teacher"]["file"])
-    teacher = YamnetTeacher.from_file(teacher_file, num_threads=1)
-    recipe = load_recipe(RECIPE)
-    window_seconds = recipe.target_length / 100  # 10 ms frames
+    teacher = corpus_teacher(args)
+    window_seconds = load_recipe(RECIPE).target_length / 100  # 10 ms frames
     data = args.run / "data"
     started = time.time()
     # np.convolve (the rooms) calls BLAS once per output sample: beside other work, OpenBLAS's
@@ -707,6 +796,21 @@ def build(args: argparse.Namespace) -> dict:
     evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device),
                   "training": result.summary}
     atomic_write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
+    print(family_table(evaluation["families"]), file=sys.stderr)
+    return evaluation
+
+
+def evaluate_command(args: argparse.Namespace) -> dict:
+    """`evaluate`: a model's figures on a run's held-out windows, built first (with the teacher)
+    when the run has none, so any model can be measured on a corpus without a training run."""
+    from asttag.recipes import load_recipe
+
+    heldout = args.run / "data" / "heldout.jsonl"
+    if not heldout.exists():
+        build_heldout_windows(args.corpus, args.run / "data", corpus_teacher(args),
+                              window_seconds=load_recipe(RECIPE).target_length / 100)
+    evaluation = evaluate(args.model, heldout, args.corpus, device=args.device)
+    print(family_table(evaluation["families"]), file=sys.stderr)
     return evaluation
 
 
@@ -737,7 +841,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e = commands.add_parser("evaluate", help="the quality figures of any model on the held-out windows")
     e.add_argument("model", type=Path)
     e.add_argument("--corpus", type=Path, required=True)
-    e.add_argument("--run", type=Path, required=True, help="a build's working directory (its held-out windows)")
+    e.add_argument("--run", type=Path, required=True,
+                   help="a build's working directory (its held-out windows; built when missing)")
+    e.add_argument("--teacher", type=Path, help="YAMNet .tflite for missing held-out windows (default: the corpus's)")
     e.add_argument("--device", default="cpu")
     x = commands.add_parser("export", help="write a model with fp16 weights (the shipped file)")
     x.add_argument("model", type=Path)
@@ -753,7 +859,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     commands: dict[str, Callable[[], object]] = {
         "build": lambda: build(args),
-        "evaluate": lambda: evaluate(args.model, args.run / "data" / "heldout.jsonl", args.corpus, device=args.device),
+        "evaluate": lambda: evaluate_command(args),
         "export": lambda: str(export(args.model, args.out)),
         "measure": lambda: measure(args.out, minutes=args.minutes),
     }
