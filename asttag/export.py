@@ -32,8 +32,8 @@ class ExportError(RuntimeError):
 class _Graph(nn.Module):
     """What the exported graph computes: AST.forward and AST.probabilities in one pass.
 
-    The head is one matrix multiply here: AST.classify runs it row by row without gradients,
-    a loop over the batch that the export would fix to the example's batch size.
+    The head is one matrix multiply here: AST.classify runs it in fixed tiles of rows without
+    gradients, a loop over the batch that the export would fix to the example's batch size.
     """
 
     def __init__(self, model: AST) -> None:

@@ -1,16 +1,24 @@
 """Kaldi-compatible log-mel filter banks as the published AST models expect them.
 
-The fbank call is the official one (torchaudio's Kaldi compliance module, Hann window, 25 ms
-frames every 10 ms, no dither). Frames are cut from a recording on a fixed grid, so the fbank of
-a long block computed once and sliced in the frame domain equals the fbank of each window
-computed on its own whenever the window starts on that grid: `window_features` relies on it.
-The equality is to the bit for calls of a dozen frames or more; below that torch's small-matrix
-kernels round differently (by ~1e-7), which is why the tagger never computes fewer than 32.
+The features are the official ones: torchaudio's Kaldi compliance fbank with the AST recipe's
+settings (Hann window, 25 ms frames every 10 ms, no dither, HTK-compatible, no energy), with its
+mel filters. `fbank` computes the same steps as `torchaudio.compliance.kaldi.fbank` for these
+settings, equal to it within 1e-5 in log-mel (tested), at about twice its speed: the window and
+the filters are built once per setting, not per call, and the power spectrum is re^2 + im^2
+rather than the magnitude's square root squared; the frame log-energy Kaldi computes and these
+settings discard is not computed at all (README, Performance).
+
+Frames are cut from a recording on a fixed grid, so the fbank of a long block computed once and
+sliced in the frame domain equals the fbank of each window computed on its own whenever the
+window starts on that grid: `window_features` relies on it. The equality is to the bit for
+calls of a dozen frames or more; below that torch's small-matrix kernels round differently (by
+~1e-7), which is why the tagger never computes fewer than 32.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import torch
 
@@ -84,31 +92,55 @@ class FeatureConfig:
         return cls(**data)
 
 
+# Kaldi's settings that the AST recipe leaves at their defaults.
+PREEMPHASIS = 0.97
+LOW_FREQ = 20.0  # Hz; the high end is the Nyquist frequency
+_LOG_FLOOR = torch.finfo(torch.float32).eps
+
+
 def fbank(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
     """Log-mel frames (frames, mel bins) of a mono waveform at config.sample_rate.
 
     Works on any device; a waveform shorter than one frame gives zero frames.
     """
-    from torchaudio.compliance import kaldi
-
     if wave.dim() != 1:
         raise ValueError(f"fbank expects a mono waveform (samples,), got shape {tuple(wave.shape)}")
-    if config.num_frames(wave.numel()) == 0:
-        return wave.new_zeros(0, config.num_mel_bins)
-    # No removal of the clip's mean (the official recipe does it, transformers does not): Kaldi
-    # removes each frame's DC offset anyway, so it changes nothing but rounding, and leaving it
+    count = config.num_frames(wave.numel())
+    if count == 0:
+        return wave.new_zeros(0, config.num_mel_bins, dtype=torch.float32)
+    window, filters = (t.to(wave.device) for t in _tables(config))
+    size = config.frame_length_samples
+    # No removal of the clip's mean (the official recipe does it, transformers does not): each
+    # frame's DC offset is removed anyway, so it changes nothing but rounding, and leaving it
     # out keeps a window's frames bit-identical whether cut from a long block or computed alone.
-    return kaldi.fbank(
-        wave.float().unsqueeze(0),
-        htk_compat=True,
-        sample_frequency=config.sample_rate,
-        use_energy=False,
-        window_type="hanning",
-        num_mel_bins=config.num_mel_bins,
-        dither=0.0,
-        frame_length=config.frame_length_ms,
-        frame_shift=config.frame_shift_ms,
-    )
+    frames = wave.float().unfold(0, size, config.frame_shift_samples)
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    padded = frames.new_empty(count, 2 * (filters.shape[0] - 1))
+    padded[:, size:] = 0
+    # Pre-emphasis, x[j] - 0.97 x[j - 1], the first sample against itself, as Kaldi does.
+    # The product rounded before the difference, as Kaldi's code computes it: on quiet frames
+    # the difference cancels most of it, and a fused multiply-add moved log-mel by 6e-3.
+    torch.sub(frames[:, 1:], PREEMPHASIS * frames[:, :-1], out=padded[:, 1:size])
+    padded[:, 0] = frames[:, 0] - PREEMPHASIS * frames[:, 0]
+    padded[:, :size] *= window
+    spectrum = torch.fft.rfft(padded)
+    power = spectrum.real.square() + spectrum.imag.square()
+    return (power @ filters).clamp_min_(_LOG_FLOOR).log_()
+
+
+@cache
+def _tables(config: FeatureConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame window (samples,) and the mel filters (FFT bins, mel bins) of a setting."""
+    from torchaudio.compliance import kaldi
+
+    size = config.frame_length_samples
+    fft_size = 1 << (size - 1).bit_length()  # Kaldi rounds the frame up to a power of two
+    window = torch.hann_window(size, periodic=False)
+    filters, _ = kaldi.get_mel_banks(config.num_mel_bins, fft_size, float(config.sample_rate),
+                                     LOW_FREQ, 0.0, 100.0, -500.0, 1.0)
+    # Kaldi's filters stop below the Nyquist bin, which rfft also returns: a zero row for it.
+    filters = torch.cat([filters, filters.new_zeros(filters.shape[0], 1)], dim=1)
+    return window, filters.T.contiguous()
 
 
 def pad_or_crop(frames: torch.Tensor, target_length: int) -> torch.Tensor:

@@ -52,6 +52,21 @@ def test_matches_the_official_recipe_that_removes_the_waveform_mean():
                                atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("mel_bins", [64, 128])
+def test_equals_torchaudios_kaldi_fbank_on_loud_quiet_and_silent_frames(mel_bins):
+    """asttag computes the fbank itself (faster) and must give torchaudio's numbers: quiet
+    low-frequency frames, where pre-emphasis cancels most of the signal, are the hard case."""
+    from torchaudio.compliance import kaldi
+
+    t = torch.arange(3 * 16000) / 16000
+    wave = torch.cat([noise(1), 1e-3 * torch.sin(2 * torch.pi * 50 * t[:16000]),
+                      torch.zeros(8000), 0.5 * torch.sin(2 * torch.pi * 3000 * t[:16000])])
+    config = FeatureConfig(num_mel_bins=mel_bins)
+    official = kaldi.fbank(wave[None], htk_compat=True, sample_frequency=16000, use_energy=False,
+                           window_type="hanning", num_mel_bins=mel_bins, dither=0.0)
+    torch.testing.assert_close(fbank(wave, config), official, atol=1e-5, rtol=0)
+
+
 def test_other_sample_rates_are_resampled_first():
     import torchaudio.functional as F
 

@@ -181,12 +181,19 @@ def test_encoder_block_equals_timms_vit_block():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_window_scores_the_same_in_a_batch_of_any_size(dtype):
-    """The tagger runs a run's last batch with the windows it has (on a CPU): that is only
-    right if no window's logits depend on how many others share its batch."""
+    """The tagger runs a run's last batch with the windows it has (on a CPU) and fills batches
+    across files: that is only right if no window's logits depend on how many others share its
+    batch or where it sits in it (the head's tiles included: 70 windows span two)."""
+    from asttag.model import HEAD_TILE
+
     model = tiny_model(num_classes=527).eval().to(dtype)
     torch.manual_seed(1)
-    x = torch.randn(8, model.config.target_length, model.config.num_mel_bins, dtype=dtype)
+    count = HEAD_TILE + 6
+    x = torch.randn(count, model.config.target_length, model.config.num_mel_bins, dtype=dtype)
+    order = torch.randperm(count)
     with torch.inference_mode():
         full = model(x)
         for size in (1, 3, 5):
             assert torch.equal(model(x[:size]), full[:size]), f"batch of {size}"
+        assert torch.equal(model(x[3:8]), full[3:8]), "a batch starting elsewhere"
+        assert torch.equal(model(x[order]), full[order]), "the same windows in another order"
