@@ -21,7 +21,7 @@ from asttag.ensemble import Ensemble, is_bundle, load_bundle, read_bundle_metada
 from asttag.labels import audioset
 from asttag.recipes import load_recipe
 from asttag.rundir import RECIPE_FILE
-from conftest import recipe_script, tiny_model
+from conftest import recipe_script, tiny_config, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +380,33 @@ def test_the_checked_in_families_file_is_valid_and_covers_every_family(recipe_mo
     counts = Counter(r["family"] for r in rows)
     assert set(counts) == set(recipe_module.FAMILY_NAMES) and min(counts.values()) >= 3
     assert len({r["clip"] for r in rows}) == len(rows)
+
+
+def test_evaluate_builds_a_runs_missing_held_out_windows_then_scores_the_model(recipe_module, tmp_path, monkeypatch,
+                                                                               capsys):
+    """`evaluate` on a corpus without a training run: the teacher scores the held-out windows
+    first (once), then the model is measured, its family table on stderr."""
+    from asttag.checkpoint import save
+    from asttag.features import FeatureConfig
+    from asttag.model import AST
+
+    m = recipe_module
+    corpus = _fake_corpus(tmp_path / "corpus")
+    model = save(AST(tiny_config(num_classes=527, num_mel_bins=64, target_length=96), labels=audioset(),
+                     features=FeatureConfig(num_mel_bins=64, target_length=96)), tmp_path / "model.safetensors")
+    families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
+    checks = tmp_path / "checks.csv"
+    checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")
+    teachers = []
+    monkeypatch.setattr(m, "corpus_teacher", lambda args: teachers.append(FakeYamnet()) or teachers[-1])
+    argv = ["evaluate", str(model), "--corpus", str(corpus), "--run", str(tmp_path / "run"),
+            "--checks", str(checks), "--families", str(families)]
+    figures = m.evaluate_command(m.parse_args(argv))
+    heldout = tmp_path / "run" / "data" / "heldout.jsonl"
+    # The held-out clips of 4 s and 2 s in the recipe's 0.96 s windows: 5 (the last one 0.16 s)
+    # and 2 (a 0.08 s tail, under a tenth of a window, is left out).
+    assert len(heldout.read_text().splitlines()) == figures["windows"] == 5 + 2
+    assert figures["families"]["by_family"]["speech"]["clips"] == 1 and len(figures["checks"]) == 1
+    assert "| speech | 1 |" in capsys.readouterr().err
+    m.evaluate_command(m.parse_args(argv))
+    assert len(teachers) == 1  # the second run reads the windows back

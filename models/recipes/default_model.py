@@ -809,7 +809,8 @@ def evaluate_command(args: argparse.Namespace) -> dict:
     if not heldout.exists():
         build_heldout_windows(args.corpus, args.run / "data", corpus_teacher(args),
                               window_seconds=load_recipe(RECIPE).target_length / 100)
-    evaluation = evaluate(args.model, heldout, args.corpus, device=args.device)
+    evaluation = evaluate(args.model, heldout, args.corpus, device=args.device, checks=args.checks,
+                          families=args.families)
     print(family_table(evaluation["families"]), file=sys.stderr)
     return evaluation
 
@@ -844,6 +845,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e.add_argument("--run", type=Path, required=True,
                    help="a build's working directory (its held-out windows; built when missing)")
     e.add_argument("--teacher", type=Path, help="YAMNet .tflite for missing held-out windows (default: the corpus's)")
+    e.add_argument("--checks", type=Path, default=CHECKS, help="the everyday checks (CSV: clip, expected)")
+    e.add_argument("--families", type=Path, default=FAMILIES,
+                   help="held-out clips with their sound family and AudioSet classes (CSV: clip, family, expected)")
     e.add_argument("--device", default="cpu")
     x = commands.add_parser("export", help="write a model with fp16 weights (the shipped file)")
     x.add_argument("model", type=Path)
