@@ -99,25 +99,26 @@ def select_window(
     unknown = [str(c.path) for c in candidates if c.epoch is None]
     if unknown:
         raise AveragingError(f"no epoch stored in {', '.join(unknown)}: cannot select by epoch")
-    epochs = [c.epoch for c in candidates]
+    dated = [(c.epoch, c) for c in candidates if c.epoch is not None]  # every one (checked above)
+    epochs = [epoch for epoch, _ in dated]
     first = min(epochs) if first is None else first
     last = max(epochs) if last is None else last
     if first > last:
         raise AveragingError(f"empty epoch window {first}..{last}")
-    chosen = sorted((c for c in candidates if first <= c.epoch <= last), key=lambda c: c.epoch)
-    twice = sorted({c.epoch for c in chosen if epochs.count(c.epoch) > 1})
+    chosen = sorted(((e, c) for e, c in dated if first <= e <= last), key=lambda pair: pair[0])
+    twice = sorted({e for e, _ in chosen if epochs.count(e) > 1})
     if twice:
         raise AveragingError(
             f"epoch(s) {', '.join(map(str, twice))} stored in more than one checkpoint"
         )
-    missing = sorted(set(range(first, last + 1)) - {c.epoch for c in chosen})
+    missing = sorted(set(range(first, last + 1)) - {e for e, _ in chosen})
     if missing:
         have = ", ".join(map(str, sorted(epochs)))
         raise AveragingError(
             f"no checkpoint for epoch(s) {', '.join(map(str, missing))} of the window "
             f"{first}..{last} (epochs present: {have})"
         )
-    return chosen
+    return [c for _, c in chosen]
 
 
 def select_top(candidates: Sequence[Candidate], n: int, *, metric: str) -> list[Candidate]:

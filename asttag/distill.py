@@ -24,7 +24,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from .features import FeatureConfig
     from .labels import LabelSet
-    from .model import AST, TaggingModel
+    from .model import TaggingModel
     from .recipes import Recipe
     from .training import Observer, RunResult, Runtime
 
@@ -100,6 +100,7 @@ class ModelTeacher:
         import torch
 
         self.teacher = teacher.eval()
+        self.device: torch.device | None = None  # where the teacher is, once it has had a batch
         self.features = features
         self.index = torch.tensor([teacher.labels.ids.index(i) for i in labels.ids])
 
@@ -108,8 +109,9 @@ class ModelTeacher:
 
         from .features import convert_input
 
-        if next(self.teacher.parameters()).device != inputs.device:
+        if inputs.device != self.device:
             self.teacher.to(inputs.device)
+            self.device = inputs.device
         x = convert_input(inputs.float(), self.features, self.teacher.features)
         with torch.inference_mode():
             probabilities = self.teacher.predict(x)
@@ -120,6 +122,7 @@ class ModelTeacher:
 # --------------------------------------------------------------------------- frame teachers
 
 
+@runtime_checkable  # teacher_scores tells it from a model by its methods
 class FrameTeacher(Protocol):
     """A teacher that scores a waveform frame by frame (YAMNet, or a test's stand-in)."""
 
@@ -250,7 +253,7 @@ def cut_recordings(
 
 
 def teacher_scores(
-    teacher: FrameTeacher | AST, windows: Sequence[tuple[Path, np.ndarray]], *,
+    teacher: FrameTeacher | TaggingModel, windows: Sequence[tuple[Path, np.ndarray]], *,
     device: str = DEFAULT_DEVICE, batch_size: int = 16,
 ) -> tuple[LabelSet, np.ndarray]:
     """The teacher's label set and its scores [windows, classes] for every window.
@@ -258,7 +261,7 @@ def teacher_scores(
     A frame teacher (YAMNet) is mapped to AudioSet's 527 classes (NaN: no signal); an asttag
     model scores each window as one input, cut or zero-padded to its own length.
     """
-    if hasattr(teacher, "frame_scores"):
+    if isinstance(teacher, FrameTeacher):
         from .labels import audioset
 
         return audioset(), np.stack([window_scores(teacher, wave) for _, wave in windows])

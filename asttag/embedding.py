@@ -40,6 +40,7 @@ from .writers import Writer
 __all__ = [
     "EMBEDDING_WRITERS",
     "Embedder",
+    "embedding_model",
     "EmbeddingResult",
     "EmbeddingWriter",
     "embedding_format",
@@ -70,6 +71,13 @@ class EmbeddingResult:
         return None if self.patch_embeddings is None else self.patch_embeddings.mean(axis=0)
 
 
+def embedding_model(model: TaggingModel) -> AST:
+    """`model` itself if it is one AST, the only kind embeddings come from; else TypeError."""
+    if not isinstance(model, AST):
+        raise TypeError(f"embeddings come from a single AST, not {type(model).__name__}")
+    return model
+
+
 class Embedder(Tagger):
     """Embed files window by window; `patches` adds the mean of the patch tokens.
 
@@ -80,9 +88,7 @@ class Embedder(Tagger):
     model: AST  # the one AST given, as the Tagger prepared it for its device and precision
 
     def __init__(self, model: TaggingModel, *, patches: bool = False, **settings: Any) -> None:
-        if not isinstance(model, AST):
-            raise TypeError(f"embeddings come from a single AST, not {type(model).__name__}")
-        super().__init__(model, **settings)
+        super().__init__(embedding_model(model), **settings)
         self.patches = patches
 
     def options(self) -> dict:

@@ -67,7 +67,9 @@ class Ensemble(nn.Module):
         if not flat:
             raise EnsembleError("an ensemble needs at least one member")
         _check_members(flat)
-        self.members = nn.ModuleList(flat)
+        # A ModuleList registers the members (state dict keys members.<i>.*); torch types its
+        # items as Module, these are the ASTs just checked.
+        self.members: Sequence[AST] = nn.ModuleList(flat)  # type: ignore[assignment]
         self.labels: LabelSet = flat[0].labels
         self.features: FeatureConfig = max(flat, key=lambda m: m.features.target_length).features
         self.extra: dict = {}  # what `ensemble create` records: the members' sources
@@ -79,7 +81,7 @@ class Ensemble(nn.Module):
         probabilities bit for bit.
         """
         outputs = [m.predict(convert_input(fbank, self.features, m.features)) for m in self.members]
-        total = sum(p.to(torch.float64) for p in outputs)
+        total = sum((p.to(torch.float64) for p in outputs[1:]), start=outputs[0].to(torch.float64))
         return (total / len(outputs)).to(outputs[0].dtype)
 
 

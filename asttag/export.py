@@ -16,7 +16,7 @@ from torch import nn
 
 from .atomic import atomic_path
 from .checkpoint import description_metadata
-from .model import AST
+from .model import AST, TaggingModel
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAMES", "ExportError", "export_onnx"]
 
@@ -46,7 +46,7 @@ class _Graph(nn.Module):
         return logits, m.probabilities(logits)
 
 
-def export_onnx(model: AST, path: str | Path, *, opset: int = 18) -> Path:
+def export_onnx(model: TaggingModel, path: str | Path, *, opset: int = 18) -> Path:
     """Write `model` (fp32, on the CPU) as an ONNX file with dynamic batch, atomically.
 
     Input `fbank` is (batch, frames, mel bins) float32, normalised as the model's feature

@@ -15,7 +15,8 @@ from .catalog import MODELS, NamedModel, cache_dir, cached_path, embedded_defaul
 from .checkpoint import CheckpointError
 from .choices import DEFAULT_DEVICE
 from .device import resolve_device
-from .model import TaggingModel
+from .ensemble import Ensemble
+from .model import AST
 
 __all__ = ["NamedModel", "MODELS", "HubError", "cache_dir", "cached_path", "pull", "load_model"]
 
@@ -54,7 +55,7 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
     return checkpoint.save(model, target, extra={"source": f"hf:{hub_id}"})
 
 
-def load_model(source: str = "default", *, device: str = DEFAULT_DEVICE) -> TaggingModel:
+def load_model(source: str = "default", *, device: str = DEFAULT_DEVICE) -> AST | Ensemble:
     """A model (an `AST` or an `Ensemble`) from a name, a local file or directory, or a hub id,
     moved to `device` and put in eval mode."""
     # A name means the named model even where a file of that name lies in the working

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import checkpoint
-from .ensemble import is_bundle, load_bundle
-from .model import TaggingModel
+from .ensemble import Ensemble, is_bundle, load_bundle
+from .model import AST
 
 __all__ = ["detect_format", "load"]
 
@@ -20,7 +20,7 @@ def detect_format(path: str | Path) -> str:
     return "ensemble" if is_bundle(path) else checkpoint.checkpoint_format(path)
 
 
-def load(path: str | Path, **official_options) -> TaggingModel:
+def load(path: str | Path, **official_options) -> AST | Ensemble:
     """The model (an `AST`) or `Ensemble` stored at `path` (format detected by itself), on the CPU.
 
     `official_options` (stride, target_length, ...) apply to official .pth files only.

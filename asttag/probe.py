@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from .datasets import DatasetSplits, Example, target_vector
-from .embedding import Embedder, EmbeddingResult
+from .embedding import Embedder, EmbeddingResult, embedding_model
 from .labels import LabelSet
 from .metrics import Metrics, evaluate_scores
-from .model import AST
+from .model import AST, TaggingModel
 from .tagger import TagFailure, aggregate_windows, default_aggregate
 
 __all__ = ["ProbeError", "ProbeResult", "train_probe", "with_head"]
@@ -58,7 +58,7 @@ class ProbeResult:
 
 
 def train_probe(
-    model: AST,
+    model: TaggingModel,
     splits: DatasetSplits,
     *,
     c: float = 1.0,
@@ -75,20 +75,21 @@ def train_probe(
         raise ProbeError(f"the regularisation c must be above 0, got {c}")
     if not splits.train:
         raise ProbeError("the training split holds no clips")
-    embedder = Embedder(model, **embedder_settings)  # type: ignore[arg-type]
+    encoder = embedding_model(model)
+    embedder = Embedder(encoder, **embedder_settings)  # type: ignore[arg-type]
     started = time.perf_counter()
     train = _embed(embedder, splits.train)
     valid = _embed(embedder, splits.valid) if splits.valid else None
     embed_seconds = time.perf_counter() - started
 
-    features = _head_inputs(model, train)
+    features = _head_inputs(encoder, train)
     targets = np.concatenate([np.repeat(_targets([e], splits.labels), len(r.embeddings), axis=0)
                               for e, r in zip(splits.train, train)])
     started = time.perf_counter()
     weight, bias = _fit(features, targets, labels=splits.labels, c=c, max_iter=max_iter)
     fit_seconds = time.perf_counter() - started
 
-    probe = with_head(model, weight, bias, splits.labels)
+    probe = with_head(encoder, weight, bias, splits.labels)
     return ProbeResult(
         model=probe, train_windows=len(features),
         train_metrics=_clip_metrics(probe, splits.train, train),

@@ -100,7 +100,7 @@ def evaluate(
     if save_predictions is not None:
         check_output_file(save_predictions, force=True)
     if from_predictions:
-        context = {"predictions": inputs}
+        context: dict[str, object] = {"predictions": inputs}
         members = _saved(inputs)
     else:
         if len(inputs) < 2:

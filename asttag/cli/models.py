@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -38,7 +38,7 @@ def list_models(
 
     from ..catalog import MODELS, cached_path, embedded_default
 
-    rows = []
+    rows: list[dict[str, Any]] = []  # JSON records
     for m in MODELS.values():
         if m.hub_id is None:
             status = "embedded" if embedded_default() else "not shipped yet"
@@ -231,6 +231,7 @@ def export(
     from ..checkpoint import CheckpointError
     from ..export import ExportError, export_onnx
     from ..hub import HubError, load_model
+    from ..model import AST
 
     if dst.exists() and not force:
         fail(f"{dst} exists; pass --force to overwrite it", code=EXIT_USAGE)
@@ -242,5 +243,6 @@ def export(
         export_onnx(model, dst)
     except ExportError as e:
         fail(f"{source}: {e}")
+    assert isinstance(model, AST)  # export_onnx exports nothing else
     console.print(f"wrote {dst} (ONNX, {model.num_parameters:,} parameters, "
                   f"{len(model.labels)} labels)", highlight=False)
