@@ -194,6 +194,12 @@ def test_what_the_qt_resource_reader_cannot_read_is_said(corpus_module):
         corpus_module.rcc_files(good[:4] + struct.pack(">I", 4) + good[8:], "t.rcc")
     with pytest.raises(RecipeError, match="truncated or corrupt"):
         corpus_module.rcc_files(good[:-10], "t.rcc")
+    # The root directory's one child is the root itself.
+    looped = bytearray(_rcc({"d/a.wav": (b"RIFF", 0)}))
+    tree_at = struct.unpack_from(">I", looped, 8)[0]
+    struct.pack_into(">I", looped, tree_at + 10, 0)
+    with pytest.raises(RecipeError, match="node 0 is reached twice"):
+        corpus_module.rcc_files(bytes(looped), "t.rcc")
     zstd = _rcc({"a.wav": (b"\x28\xb5\x2f\xfd...", 0x04)})
     (entry,) = corpus_module.rcc_files(zstd, "t.rcc")
     with pytest.raises(RecipeError, match="t.rcc:a.wav: zstd-compressed"):

@@ -446,8 +446,12 @@ def rcc_files(data: bytes, source: str) -> list[RccFile]:
 
         found = []
         pending = [(0, "")]  # (node index, its path)
+        seen: set[int] = set()
         while pending:
             index, path = pending.pop()
+            if index in seen:  # a corrupt tree can point back up it: stop rather than loop
+                raise RecipeError(f"{source}: corrupt Qt resource file (node {index} is reached twice)")
+            seen.add(index)
             node = tree + index * node_size
             name_offset, flags = struct.unpack_from(">IH", data, node)
             if index:
