@@ -1,8 +1,9 @@
 """Whole jobs, as the command line runs them, one call each from Python.
 
 `tag_files` tags many files into a stream, into one output file (resumable: see asttag.journal)
-or into a directory of per-file outputs, sharded over torchrun's processes (`Shard`).
-`resume_training` goes on with an interrupted training run or cross-validation.
+or into a directory of per-file outputs, sharded over torchrun's processes (`Shard`). Tagging
+never imports the training engine (nor scikit-learn, which it loads: 1.7 s of every `asttag
+tag`); resuming a training run is `asttag.training.resume_training`.
 
     shard = Shard.from_environment()         # RANK and WORLD_SIZE, checked
     tagger = Tagger(load_model("default"), device=shard.device("auto"))
@@ -13,7 +14,6 @@ or into a directory of per-file outputs, sharded over torchrun's processes (`Sha
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +27,7 @@ from ._version import __version__
 from .atomic import atomic_write_text
 from .journal import Journal, input_key, run_key
 from .names import display_name
-from .recipes import load_recipe
-from .rundir import CROSS_VALIDATION_FILE, RECIPE_FILE, fold_directory
 from .tagger import TagFailure, Tagger, TagResult
-from .training import CrossValidation, Observer, RunResult, Runtime, cross_validate, resume
 from .writers import StreamOutput, TextStream, Writer, output_path, write_file
 
 __all__ = [
@@ -42,7 +39,6 @@ __all__ = [
     "check_destinations",
     "model_fingerprint",
     "tag_files",
-    "resume_training",
 ]
 
 
@@ -299,17 +295,3 @@ def _process_group(shard: Shard) -> Iterator[None]:
     finally:
         if join:
             dist.destroy_process_group()
-
-
-def resume_training(
-    run_dir: str | Path, *, runtime: Runtime = Runtime(), observer: Observer | None = None
-) -> RunResult | CrossValidation:
-    """Go on with the training run or the cross-validation in `run_dir` where it stopped."""
-    root = Path(run_dir)
-    record = root / CROSS_VALIDATION_FILE
-    if not record.exists():
-        return resume(root, runtime=runtime, observer=observer)
-    folds = json.loads(record.read_text("utf-8"))["folds"]
-    recipe = load_recipe(fold_directory(root, folds[0]) / RECIPE_FILE)
-    return cross_validate(recipe, root, folds=folds, runtime=runtime, observer=observer,
-                          go_on=True)

@@ -170,8 +170,7 @@ def _train(recipe: Recipe, out: Path | None, run: Runtime, *, quiet: bool) -> No
 
 
 def _resume(run_dir: Path, run: Runtime, *, quiet: bool) -> None:
-    from ..runs import resume_training
-    from ..training import CrossValidation
+    from ..training import CrossValidation, resume_training
 
     result = guarded(lambda observer: resume_training(run_dir, runtime=run, observer=observer),
                      quiet=quiet)

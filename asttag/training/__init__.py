@@ -18,7 +18,7 @@ The engine is split by job: `interface` (Runtime, Observer, TargetSource, RunRes
 CrossValidation, TrainingError), `seeds`, `schedule` (learning_rate), `sampling` (EpochSampler,
 balanced weights), `augmentation` (mixup, SpecAugment, noise), `loss`, `setup` (the data and
 the initial model), `distributed` (torchrun processes) and `engine` (the loop, train, resume,
-cross_validate). The run directory's layout is public, in asttag.rundir.
+cross_validate, resume_training: a run or a cross-validation). The run directory's layout is public, in asttag.rundir.
 """
 
 from ..rundir import (
@@ -34,7 +34,7 @@ from ..rundir import (
 )
 from .augmentation import TrainingSet, add_noise, augment, mix_waves
 from .distributed import close_distributed
-from .engine import cross_validate, resume, train
+from .engine import cross_validate, resume, resume_training, train
 from .interface import CrossValidation, Observer, RunResult, Runtime, TargetSource, TrainingError
 from .loss import training_loss
 from .sampling import EpochSampler, SampleKey, balanced_weights
@@ -62,6 +62,7 @@ __all__ = [
     "load_splits",
     "train",
     "resume",
+    "resume_training",
     "cross_validate",
     "fold_directory",
     "close_distributed",

@@ -455,3 +455,17 @@ def _cross_summary(recipe: Recipe, results: dict[int, RunResult], folds: Sequenc
         "best": spread([r.best_score for r in done]),
         "last": spread([r.last_score for r in done]),
     }
+
+
+def resume_training(
+    run_dir: str | Path, *, runtime: Runtime = Runtime(), observer: Observer | None = None
+) -> RunResult | CrossValidation:
+    """Go on with the training run or the cross-validation in `run_dir` where it stopped."""
+    root = Path(run_dir)
+    record = root / CROSS_VALIDATION_FILE
+    if not record.exists():
+        return resume(root, runtime=runtime, observer=observer)
+    folds = json.loads(record.read_text("utf-8"))["folds"]
+    recipe = load_recipe(fold_directory(root, folds[0]) / RECIPE_FILE)
+    return cross_validate(recipe, root, folds=folds, runtime=runtime, observer=observer,
+                          go_on=True)
