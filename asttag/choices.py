@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TagPrecision", "TAG_PRECISIONS", "Pad",
-           "PADS", "Aggregate", "AGGREGATES", "EmbeddingFormat", "EMBEDDING_FORMATS"]
+           "PADS", "Aggregate", "AGGREGATES", "EmbeddingFormat", "EMBEDDING_FORMATS", "DatasetLayout", "DATASET_LAYOUTS"]
 
 # CUDA when present, else the CPU (device.resolve_device): what every entry point runs on
 # unless told otherwise.
@@ -33,3 +33,6 @@ AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 # Embedding output formats (asttag.embedding.EMBEDDING_WRITERS holds one writer per name).
 EmbeddingFormat = Literal["safetensors", "npy", "parquet"]
 EMBEDDING_FORMATS: tuple[str, ...] = get_args(EmbeddingFormat)
+# Data set layouts (asttag.datasets.DATASETS holds one reader per name).
+DatasetLayout = Literal["esc50", "speechcommands", "audioset", "folder", "manifest"]
+DATASET_LAYOUTS: tuple[str, ...] = get_args(DatasetLayout)

@@ -157,7 +157,7 @@ def test_library_warnings_reach_stderr_not_stdout(tmp_path):
 def test_the_cli_offers_the_cores_choices():
     from typing import Literal, get_args, get_origin, get_type_hints
 
-    from asttag.choices import AGGREGATES, PADS, PRECISIONS, TAG_PRECISIONS
+    from asttag.choices import AGGREGATES, DATASET_LAYOUTS, PADS, PRECISIONS, TAG_PRECISIONS
     from asttag.cli import distill, evaluate, tag, train
     from asttag.writers import WRITERS
 
@@ -172,6 +172,7 @@ def test_the_cli_offers_the_cores_choices():
     assert choices(tag.tag, "precision") == TAG_PRECISIONS
     for function in (train.train, train.finetune, evaluate.evaluate, distill.distill):
         assert choices(function, "precision") == PRECISIONS
+    assert choices(train.finetune, "dataset") == DATASET_LAYOUTS
 
 
 def test_models_info_shows_the_event_threshold_and_how_it_was_chosen(tmp_path):

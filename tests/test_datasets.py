@@ -38,6 +38,13 @@ def test_readers_import_neither_torch_nor_an_audio_decoder():
     assert result.stdout.split() == ["False", "False"]
 
 
+def test_the_cli_offers_the_layouts_there_are():
+    from asttag.choices import DATASET_LAYOUTS
+    from asttag.datasets import DATASETS
+
+    assert tuple(DATASETS) == DATASET_LAYOUTS
+
+
 # --- Example and target_vector -------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
-from ..choices import DEFAULT_DEVICE, Precision
+from ..choices import DATASET_LAYOUTS, DEFAULT_DEVICE, Precision
 from ..writers import WRITERS
 from .app import EXIT_USAGE, argument_name, fail
 
@@ -235,7 +235,7 @@ ErrorsLog = Annotated[Optional[Path], typer.Option(
 # --------------------------------------------------------------------------- evaluation options
 
 Layout = Annotated[str, typer.Option(
-    "--layout", "-l", help="Data set layout: esc50, speechcommands, audioset, folder, manifest, "
+    "--layout", "-l", help=f"Data set layout: {', '.join(DATASET_LAYOUTS)}, "
     "or auto (guessed from DATA).")]
 Split = Annotated[Optional[str], typer.Option(
     "--split", help="train, valid or test (default: test, else valid, else train: the first "

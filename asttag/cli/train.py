@@ -9,10 +9,11 @@ runs this command and only rank 0 draws progress and prints.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from ..choices import DATASET_LAYOUTS, DatasetLayout
 from .app import EXIT_USAGE, app, fail
 from .options import (
     DEVICE,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from ..recipes import Recipe
     from ..training import Runtime
 
-DatasetName = Literal["esc50", "speechcommands", "audioset", "folder", "manifest"]
+_LAYOUTS = ", ".join(DATASET_LAYOUTS)
 
 # The shipped recipe each data set starts from.
 _DEFAULT_RECIPE = {"audioset": "audioset-balanced"}
@@ -59,8 +60,8 @@ _RESUME_REFUSED = "--resume goes on with the run's own recipe and output folder"
 @app.command()
 def finetune(
     ctx: typer.Context,
-    dataset: Annotated[Optional[DatasetName], typer.Argument(
-        help="Data set layout: esc50, speechcommands, audioset, folder, manifest.",
+    dataset: Annotated[Optional[DatasetLayout], typer.Argument(
+        help=f"Data set layout: {_LAYOUTS}.",
         show_default=False)] = None,
     data_dir: DataDir = None,
     fold: Annotated[Optional[str], typer.Option(
@@ -96,7 +97,7 @@ def finetune(
         _resume(resume, run, quiet=quiet)
         return
     if dataset is None:
-        fail("give a DATASET (esc50, speechcommands, audioset, folder, manifest) or --resume RUN_DIR",
+        fail(f"give a DATASET ({_LAYOUTS}) or --resume RUN_DIR",
              code=EXIT_USAGE)
     folds = _folds(fold, dataset)
     options = {**given(ctx), "dataset": dataset, "fold": folds[0] if len(folds) == 1 else None}
