@@ -1,7 +1,5 @@
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +26,6 @@ def write_audio(path: Path, *, rate: int = 16000, seconds: float = 0.1) -> Path:
 
 def names(examples: list[Example]) -> list[str]:
     return [e.path.name for e in examples]
-
-
-def test_readers_import_neither_torch_nor_an_audio_decoder():
-    code = "import sys, asttag.datasets; print('torch' in sys.modules, 'torchaudio' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["False", "False"]
 
 
 def test_the_cli_offers_the_layouts_there_are():

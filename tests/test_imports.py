@@ -88,3 +88,16 @@ def test_tagging_loads_neither_the_training_engine_nor_scikit_learn():
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_cli_and_the_torch_free_modules_import_without_torch():
+    """`asttag --help` and shell completion stay instant: the CLI, the choices it is built from
+    and the data set readers load neither torch nor an audio decoder (one process for all)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, asttag.cli, asttag.choices, asttag.datasets; "
+            "print(sorted(m for m in ('torch', 'torchaudio') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
