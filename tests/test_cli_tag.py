@@ -73,16 +73,17 @@ def test_stdout_holds_only_data_that_parses_back(model_path, recordings, fmt):
     assert "tagged 3 file(s)" in result.stderr and "tagged" not in result.stdout
 
 
-def test_real_process_pipes_csv_by_default_and_logs_on_stderr(model_path, recordings):
-    proc = run_cli(model_path, *recordings, "--segments")
+def test_real_process_pipes_csv_by_default_and_says_nothing_when_quiet(model_path, recordings):
+    # One process (a start costs more than the job): in a pipe, stdout is plain CSV rows and a
+    # quiet run leaves stderr empty (no stray warnings of imports, no progress). What a run that
+    # is not quiet says on stderr is checked in-process above and by the real resumed run below.
+    proc = run_cli(model_path, *recordings, "--segments", "-q")
     assert proc.returncode == 0, proc.stderr
     rows = parse(proc.stdout, "csv")
     assert len(rows) == (4 + 1 + 2) * 4  # windows x labels (the top 5 of 4 labels)
     starts = [float(r["start"]) for r in rows if r["file"].endswith("rec0.wav")]
     assert starts == sorted(starts) and starts[-1] == 3.0
-    assert proc.stderr.startswith("tagged 3 file(s)") and "\x1b" not in proc.stdout
-    quiet = run_cli(model_path, *recordings, "-f", "jsonl", "-q")
-    assert len(parse(quiet.stdout, "jsonl")) == 12 and quiet.stderr == ""
+    assert proc.stderr == "" and "\x1b" not in proc.stdout
 
 
 def test_every_kind_of_bad_input_is_reported_and_the_rest_is_complete(model_path, recordings,

@@ -406,7 +406,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path, esc):
 
 
 def test_two_process_ddp_run_writes_one_run_directory(tmp_path, esc):
-    recipe = tiny_recipe(tmp_path / "recipe.yaml", epochs=2, mixup=0.5)
+    # One epoch: the ranks' start (torch, the optimiser) costs far more than the training.
+    recipe = tiny_recipe(tmp_path / "recipe.yaml", epochs=1, mixup=0.5)
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
@@ -416,11 +417,10 @@ def test_two_process_ddp_run_writes_one_run_directory(tmp_path, esc):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)  # one summary: only rank 0 prints
-    assert summary["epochs"] == 2 and summary["run_dir"] == str(out)
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_001.safetensors",
-                                                                      "epoch_002.safetensors"]
+    assert summary["epochs"] == 1 and summary["run_dir"] == str(out)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_001.safetensors"]
     state = torch.load(out / "training_state.pt", weights_only=True)
-    assert state["world_size"] == 2 and state["global_step"] == 10  # batch 8 = 2 x 4 per step
+    assert state["world_size"] == 2 and state["global_step"] == 5  # batch 8 = 2 x 4 per step
     assert not list(tmp_path.glob("runs")) and len(list(tmp_path.iterdir())) == 2
 
 
