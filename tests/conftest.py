@@ -54,6 +54,14 @@ def tone(tmp_path):
     return lambda name="tone.wav", **kw: write_tone(tmp_path / name, **kw)
 
 
+@pytest.fixture(scope="session")
+def esc(tmp_path_factory) -> Path:
+    """A small ESC-50-layout set (training_fixtures): 5 classes, 2 clips per class and fold."""
+    from training_fixtures import make_esc50
+
+    return make_esc50(tmp_path_factory.mktemp("esc") / "ESC-50", per_fold=2)
+
+
 @contextlib.contextmanager
 def recipe_script(name: str):
     """One of the default model's rebuild scripts (models/recipes/NAME.py), imported as a module

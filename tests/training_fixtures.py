@@ -155,3 +155,26 @@ def tiny_recipe(path: Path, **overrides) -> Path:
     }
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def esc_recipe(tmp_path: Path, data_dir: Path, **overrides):
+    """The tiny recipe (as a Recipe) on the ESC-50-layout set at `data_dir`, fold 1 held out."""
+    from asttag.recipes import load_recipe
+
+    return load_recipe(tiny_recipe(tmp_path / "recipe.yaml", **overrides)).replace(
+        data_dir=str(data_dir), data={"fold": 1})
+
+
+def finetune_args(esc: Path, recipe: Path, out: Path, *extra: str) -> list[str]:
+    """`asttag finetune` of the tiny recipe on fold 1 of `esc`, quiet, on the CPU."""
+    return ["finetune", "esc50", "-d", str(esc), "--recipe", str(recipe), "--fold", "1", "-q",
+            "--device", "cpu", "-o", str(out), *extra]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two safetensors files hold the same tensors, bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+
+    first, second = load_file(str(a)), load_file(str(b))
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
