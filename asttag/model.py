@@ -326,7 +326,7 @@ class AST(nn.Module):
         normed = self.head_norm(pooled)
         if torch.is_grad_enabled():
             # Training keeps one multiply: with the head split into tiles, a resumed run no
-            # longer reproduced an uninterrupted one to the bit (tests/test_training.py), and
+            # longer reproduced an uninterrupted one to the bit (tests/test_training_engine.py), and
             # training has no use for batch-independence.
             return self.head(normed)
         rows = normed.shape[0]

@@ -1,6 +1,6 @@
 """Distillation: teacher targets (YAMNet-style frame teachers and asttag-model teachers), soft
 manifests and `asttag distill`, with a fake teacher standing in for YAMNet. Nothing is
-downloaded. The default model's rebuild recipe is tested in test_default_model_recipe.py."""
+downloaded. The default model's rebuild recipe is tested in test_default_model.py."""
 
 from __future__ import annotations
 

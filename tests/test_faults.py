@@ -193,7 +193,7 @@ def test_file_system_errors_name_the_output_not_the_temporary_file(model_path, r
 
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory) -> dict[str, Path]:
-    from test_cli_eval import FREQUENCIES, model_file
+    from test_cli_evaluate import FREQUENCIES, model_file
 
     from conftest import write_tone
 
