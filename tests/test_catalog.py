@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from asttag import checkpoint
 from asttag.catalog import embedded_default
 from asttag.cli import app
+from asttag.tagger import Tagger
+from asttag.thresholds import FALLBACK, recommended
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 runner = CliRunner()
@@ -33,6 +35,15 @@ def test_the_default_model_ships_small_and_self_described():
     assert path.stat().st_size <= 25 * 2**20
     assert checkpoint.safetensors_header(path)["format"] == "asttag"
     assert len(checkpoint.load(path).labels) == 527
+
+
+def test_the_default_model_recommends_an_event_threshold_chosen_on_held_out_windows():
+    """`default_model.py export` calibrates it; without -t, `asttag tag --events` uses it."""
+    model = checkpoint.load(embedded_default())
+    threshold = recommended(model)
+    assert threshold != FALLBACK and 0 < threshold.value < 1
+    assert "micro-F1" in threshold.rule and "held-out windows" in threshold.rule
+    assert Tagger(model, device="cpu").event_threshold == threshold.value
 
 
 def test_tag_without_a_model_uses_the_default_and_hears_speech_and_music():

@@ -21,7 +21,8 @@ from asttag.ensemble import Ensemble, is_bundle, load_bundle, read_bundle_metada
 from asttag.labels import audioset
 from asttag.recipes import load_recipe
 from asttag.rundir import RECIPE_FILE
-from conftest import recipe_script, tiny_config, tiny_model
+from asttag.thresholds import FALLBACK, KEY, recommended
+from conftest import recipe_script, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +157,13 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     # The fake corpus holds out only speech and music: no clip for the wider checks.
     assert figures["teacher_top_in_top3"] == {"clips": 0, "in_top3": 0, "share": None, "by_package": {}, "missed": []}
 
-    shipped = m.export(result.run_dir / "best.safetensors", tmp_path / "default.safetensors")
+    shipped = m.export(result.run_dir / "best.safetensors", tmp_path / "default.safetensors", heldout=heldout)
     assert shipped.stat().st_size < (result.run_dir / "best.safetensors").stat().st_size * 0.6
     from asttag.hub import load_model
 
-    assert next(load_model(str(shipped)).parameters()).dtype == torch.float32
+    loaded = load_model(str(shipped))
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert "3 held-out windows" in recommended(loaded).rule
 
 
 def test_procedural_windows_keep_at_most_cap_per_teacher_top_class_and_resume(recipe_module, tmp_path,
@@ -294,14 +297,74 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+def _student(seed: int = 0):
+    """An untrained student with the recipe's 527 AudioSet classes, small enough for a test."""
+    from asttag.features import FeatureConfig
+    from asttag.model import AST
+
+    torch.manual_seed(seed)
+    return AST(tiny_config(num_classes=527, num_mel_bins=64, target_length=96), labels=audioset(),
+               features=FeatureConfig(num_mel_bins=64, target_length=96)).eval()
+
+
+def _heldout_windows(m, root: Path) -> Path:
+    """The fake corpus's held-out clips in the recipe's 0.96 s windows, scored by the fake teacher:
+    Speech 0.9 where loud, Music 0.6 where quiet (7 windows, 5 of them Speech)."""
+    heldout, _ = m.build_heldout_windows(_fake_corpus(_mkdir(root / "corpus")), root / "run" / "data",
+                                         FakeYamnet(), window_seconds=0.96)
+    return heldout
+
+
+def test_export_stores_the_event_threshold_calibrated_on_the_held_out_windows(recipe_module, tmp_path):
+    """A student scoring Speech 0.88 and every other class 0.56 on any window: against the fake
+    teacher's held-out windows (Speech where loud, Music where quiet), the best micro-F1 calls
+    Speech alone, at the grid's step over 0.56 (0.57). Export stores that in place of the
+    threshold training recorded, with its rule, and the tagger uses it for events."""
+    from asttag.checkpoint import save
+    from asttag.hub import load_model
+    from asttag.tagger import Tagger
+
+    m = recipe_module
+    heldout = _heldout_windows(m, tmp_path)
+    student = _student()
+    with torch.no_grad():
+        student.head.weight.zero_()
+        # Biases exact in fp16, so the halved model scores just what this one does.
+        student.head.bias.fill_(0.25)  # sigmoid: 0.562
+        student.head.bias[audioset().names.index(SPEECH)] = 2.0  # 0.881
+    student.extra = {"epoch": 1, KEY: {"value": 0.3, "rule": "chosen on 3 validation windows"}}
+    trained = save(student, tmp_path / "averaged.safetensors", extra=student.extra)
+    shipped = m.export(trained, tmp_path / "default.safetensors", heldout=heldout)
+
+    model = load_model(str(shipped))
+    assert model.extra[KEY]["value"] == 0.57 and model.extra["epoch"] == 1
+    threshold = recommended(model)
+    # Speech called on all 7 windows, right on 5; the 2 Music windows missed: 2 x 5 / (7 + 7).
+    assert threshold.rule.startswith("maximises micro-F1 (0.714)")
+    assert "7 held-out windows from 2 packages" in threshold.rule
+    assert Tagger(model, device="cpu").event_threshold == 0.57
+
+
+def test_export_without_held_out_windows_says_how_to_build_them(recipe_module, tmp_path):
+    trained = save_bundle(Ensemble([_student()]), tmp_path / "model.safetensors")
+    with pytest.raises(SystemExit, match="no held-out windows.*default_model.py evaluate"):
+        recipe_module.main(["export", str(trained), "--run", str(tmp_path / "run"),
+                            "--out", str(tmp_path / "default.safetensors")])
+    assert not (tmp_path / "default.safetensors").exists()
+
+
 def test_export_halves_an_ensemble_bundle_and_keeps_what_it_predicts(recipe_module, tmp_path):
-    """Ensemble-S of students ships as one bundle: export writes its members in fp16, and the
-    loaded bundle predicts what the fp32 one does, to fp16 rounding."""
-    bundle = save_bundle(Ensemble([tiny_model(seed=0), tiny_model(seed=1)]), tmp_path / "ensemble.safetensors",
+    """Ensemble-S of students ships as one bundle: export writes its members in fp16 with the
+    bundle's event threshold, and the loaded bundle predicts what the fp32 one does, to fp16
+    rounding."""
+    bundle = save_bundle(Ensemble([_student(seed=0), _student(seed=1)]), tmp_path / "ensemble.safetensors",
                          extra={"members": ["seed 0", "seed 1"]})
-    shipped = recipe_module.export(bundle, tmp_path / "default.safetensors")
+    shipped = recipe_module.export(bundle, tmp_path / "default.safetensors",
+                                   heldout=_heldout_windows(recipe_module, tmp_path))
     assert is_bundle(shipped) and shipped.stat().st_size < bundle.stat().st_size * 0.6
-    assert read_bundle_metadata(shipped)["extra"] == {"members": ["seed 0", "seed 1"], "weights": "fp16"}
+    extra = read_bundle_metadata(shipped)["extra"]
+    assert extra == {"members": ["seed 0", "seed 1"], "weights": "fp16", KEY: extra[KEY]}
+    assert recommended(load_bundle(shipped)).rule == extra[KEY]["rule"] != FALLBACK.rule
     before, after = load_bundle(bundle), load_bundle(shipped)
     assert next(after.parameters()).dtype == torch.float32
     fbank = torch.randn(3, before.features.target_length, before.features.num_mel_bins)
@@ -387,13 +450,10 @@ def test_evaluate_builds_a_runs_missing_held_out_windows_then_scores_the_model(r
     """`evaluate` on a corpus without a training run: the teacher scores the held-out windows
     first (once), then the model is measured, its family table on stderr."""
     from asttag.checkpoint import save
-    from asttag.features import FeatureConfig
-    from asttag.model import AST
 
     m = recipe_module
     corpus = _fake_corpus(tmp_path / "corpus")
-    model = save(AST(tiny_config(num_classes=527, num_mel_bins=64, target_length=96), labels=audioset(),
-                     features=FeatureConfig(num_mel_bins=64, target_length=96)), tmp_path / "model.safetensors")
+    model = save(_student(), tmp_path / "model.safetensors")
     families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
     checks = tmp_path / "checks.csv"
     checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")

@@ -2,7 +2,7 @@
 """Rebuild the embedded default model: distil YAMNet into a small AST on the built corpus.
 
     python models/recipes/default_model.py build --corpus /work/corpus --run /work/runs/default
-    python models/recipes/default_model.py export /work/runs/default/train/averaged.safetensors --out asttag/data/default.safetensors
+    python models/recipes/default_model.py export /work/runs/default/train/averaged.safetensors --run /work/runs/default --out asttag/data/default.safetensors
     python models/recipes/default_model.py measure --out speed.json
 
 `build` runs every stage that is not done yet, so rerunning it after an interruption (or to train
@@ -21,6 +21,8 @@ more epochs: --epochs) goes on where it stopped:
   3. training: the engine (asttag.training) on recipe default-student, resumed when started;
   4. evaluation of the run's model (shipped_model) on the held-out windows, the checks and, per
      sound family, the held-out clips of FAMILIES: evaluation.json (the family table on stderr).
+`export` writes the shipped file: fp16 weights and the event threshold calibrated on the run's
+held-out windows against the teacher's scores (`asttag tag --events` uses it).
 `measure` times student candidates with the tagger's default settings on a generated
 10-minute file (random weights: speed does not depend on them).
 """
@@ -494,24 +496,18 @@ def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, chec
              families: Path = FAMILIES) -> dict:
     """Stage 4: the issue's quality figures for a model, on the held-out windows, `checks` and
     the held-out clips of `families`."""
-    from asttag.datasets import load_dataset
     from asttag.hub import load_model
-    from asttag.inference import predict_examples
     from asttag.metrics import evaluate_scores
 
     model = load_model(str(model_path), device=device)
-    splits = load_dataset("manifest", heldout, label_file=heldout.parent / "labels.csv")
-    examples = splits.train
-    student = predict_examples(model, examples, device=device)  # a model or an ensemble
-    teacher = np.stack([e.soft for e in examples])
-    meta = [json.loads(line) for line in heldout.read_text("utf-8").splitlines() if line.strip()]
+    student, teacher, meta = heldout_scores(model, heldout, device=device)
     names = model.labels.names
     speech, music = names.index("Speech"), names.index("Music")
     top3 = _top3_at_tag_defaults(model)
     teacher_top, student_top = teacher.argmax(axis=1), student.argmax(axis=1)
     result = {
         "model": str(model_path),
-        "windows": len(examples),
+        "windows": len(meta),
         "top1_agreement": evaluate_scores(student, teacher).accuracy,
         "mAP_teacher_ge_0.3": evaluate_scores(student, (teacher >= POSITIVE).astype(np.float32)).mAP,
         "speech_top_on_heldout_speech": _share(student_top, teacher_top, speech),
@@ -523,6 +519,19 @@ def evaluate(model_path: Path, heldout: Path, corpus: Path, *, device: str, chec
     }
     result["checks_passed"] = sum(c["in_top3"] for c in result["checks"])
     return result
+
+
+def heldout_scores(model, heldout: Path, *, device: str) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The model's scores (a model or an ensemble) and the teacher's on the held-out windows of
+    `heldout` (windows, classes), and the windows' manifest records."""
+    from asttag.datasets import load_dataset
+    from asttag.inference import predict_examples
+
+    examples = load_dataset("manifest", heldout, label_file=heldout.parent / "labels.csv").train
+    student = predict_examples(model, examples, device=device)
+    teacher = np.stack([e.soft for e in examples])
+    meta = [json.loads(line) for line in heldout.read_text("utf-8").splitlines() if line.strip()]
+    return student, teacher, meta
 
 
 def _share(student_top: np.ndarray, teacher_top: np.ndarray, label: int) -> dict:
@@ -675,17 +684,40 @@ def shipped_model(run_dir: Path) -> Path:
     return averaged if averaged.exists() else run_dir / BEST_FILE
 
 
-def export(model_path: Path, out: Path) -> Path:
+def export(model_path: Path, out: Path, *, heldout: Path) -> Path:
     """The model, or ensemble bundle, with fp16 weights (half the bytes; loading casts them back
-    to fp32)."""
+    to fp32) and the event threshold calibrated on the held-out windows of `heldout` (a run's
+    data/heldout.jsonl): the one `asttag tag --events` uses. It replaces any threshold training
+    recorded, which was chosen on the few validation windows and before the weights were
+    halved."""
     from asttag.checkpoint import save
     from asttag.ensemble import Ensemble, save_bundle
     from asttag.hub import load_model
+    from asttag.thresholds import KEY
 
+    if not heldout.is_file():
+        raise SystemExit(f"{heldout}: no held-out windows to calibrate the event threshold on; "
+                         "`default_model.py evaluate MODEL --corpus CORPUS --run RUN` builds them")
     model = load_model(str(model_path), device="cpu")  # loading keeps the file's `extra` on the model
-    extra = {**model.extra, "weights": "fp16"}
+    # Rounded to fp16 and back: the threshold is chosen on the scores the shipped file gives
+    # (halving again is exact, so the file holds these very weights).
+    model = model.half().float()
+    threshold = event_threshold(model, heldout)
+    log.info("event threshold %.2f: %s", threshold.value, threshold.rule)
+    extra = {**model.extra, "weights": "fp16", KEY: threshold.to_dict()}
     write = save_bundle if isinstance(model, Ensemble) else save
     return write(model.half(), out, extra=extra)
+
+
+def event_threshold(model, heldout: Path):
+    """The event threshold with the best micro-F1 of the model's scores against the teacher's
+    on the held-out windows (thresholds.calibrate: teacher scores >= 0.5 are the positives)."""
+    from asttag.thresholds import calibrate
+
+    student, teacher, meta = heldout_scores(model, heldout, device="cpu")
+    packages = len({m["package"] for m in meta})
+    return calibrate(student, teacher, held_out=f"{len(meta):,} held-out windows from {packages} packages "
+                                                "(default_model.py's held-out split; the teacher's scores)")
 
 
 CANDIDATES = {
@@ -849,8 +881,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e.add_argument("--families", type=Path, default=FAMILIES,
                    help="held-out clips with their sound family and AudioSet classes (CSV: clip, family, expected)")
     e.add_argument("--device", default="cpu")
-    x = commands.add_parser("export", help="write a model with fp16 weights (the shipped file)")
+    x = commands.add_parser("export", help="write a model with fp16 weights and a calibrated event threshold "
+                                           "(the shipped file)")
     x.add_argument("model", type=Path)
+    x.add_argument("--run", type=Path, required=True,
+                   help="a build's working directory: the event threshold is chosen on its held-out windows")
     x.add_argument("--out", type=Path, required=True)
     m = commands.add_parser("measure", help="speed and size of the student candidates")
     m.add_argument("--out", type=Path, required=True, help="folder for the test file and the table")
@@ -864,7 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[], object]] = {
         "build": lambda: build(args),
         "evaluate": lambda: evaluate_command(args),
-        "export": lambda: str(export(args.model, args.out)),
+        "export": lambda: str(export(args.model, args.out, heldout=args.run / "data" / "heldout.jsonl")),
         "measure": lambda: measure(args.out, minutes=args.minutes),
     }
     print(json.dumps(commands[args.command](), indent=2))
