@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -108,18 +109,34 @@ def test_every_kind_of_bad_input_is_reported_and_the_rest_is_complete(model_path
     assert "3 failed" not in proc.stderr and f"{len(bad)} failed" in proc.stderr
 
 
+def held_back(fifo: Path) -> Path:
+    """A named pipe given as the last input: the run blocks opening it until `release`, so a
+    kill sent after the first files always finds it running, however fast tagging gets."""
+    os.mkfifo(fifo)
+    return fifo
+
+
+def release(fifo: Path) -> None:
+    """Let a reader still blocked on `fifo` (a killed run's decoding worker) go on and exit."""
+    with contextlib.suppress(OSError):  # ENXIO: nobody is reading
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
 def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(model_path, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(40):
-        write_wave(folder / f"f{i:02d}.wav", 10, seed=i)
+    for i in range(12):
+        write_wave(folder / f"f{i:02d}.wav", 4, seed=i)
+    last = tmp_path / "last.wav"
     full = tmp_path / "full.csv"
-    assert invoke(model_path, folder, "-o", full, "-b", "4").exit_code == 0
+    assert invoke(model_path, folder, write_wave(last, 4, seed=12), "-o", full, "-b",
+                  "4").exit_code == 0
+    last.unlink()
 
     out = tmp_path / "out.csv"
     journal = tmp_path / "out.csv.asttag-journal"
     command = [sys.executable, "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
-               str(folder), "-o", str(out), "-b", "4"]
+               str(folder), str(held_back(last)), "-o", str(out), "-b", "4"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -128,16 +145,19 @@ def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(model_path, tm
             break
         time.sleep(0.002)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    release(last)
     assert not out.exists()
     done = journal.read_bytes().count(b"\n") - 1
-    assert 2 <= done < 40
+    assert 2 <= done <= 12
 
     # The resume needs no process of its own (one costs more than its work): what the killed
-    # process left is what any run finds.
-    resumed = invoke(model_path, folder, "-o", out, "-b", "4")
+    # process left is what any run finds. The held-back input is a recording by now.
+    last.unlink()
+    write_wave(last, 4, seed=12)
+    resumed = invoke(model_path, folder, last, "-o", out, "-b", "4")
     assert resumed.exit_code == 0, resumed.stderr
-    assert f"{done} of 40 file(s) already done" in resumed.stderr
-    assert f"tagged {40 - done} file(s)" in resumed.stderr  # nothing tagged twice
+    assert f"{done} of 13 file(s) already done" in resumed.stderr
+    assert f"tagged {13 - done} file(s)" in resumed.stderr  # nothing tagged twice
     assert out.read_bytes() == full.read_bytes()
     assert not journal.exists()
 
