@@ -76,20 +76,6 @@ def test_the_cycle_finder_finds_a_cycle_and_reads_relative_imports():
     assert "asttag.checkpoint" in graph["asttag.cli.models"]  # `from .. import checkpoint`
 
 
-def test_tagging_loads_neither_the_training_engine_nor_scikit_learn():
-    """What `asttag tag` imports is start-up every run pays: scikit-learn alone (through the
-    training engine's metrics) was 1.7 s of it."""
-    import subprocess
-    import sys
-
-    code = ("import sys, asttag.runs, asttag.tagger, asttag.hub, asttag.writers, asttag.cli.jobs; "
-            "print(sorted(m for m in ('asttag.training', 'asttag.metrics', 'sklearn', 'scipy') "
-            "if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert loaded == "[]"
-
-
 def test_the_cli_and_the_torch_free_modules_import_without_torch():
     """`asttag --help` and shell completion stay instant: the CLI, the choices it is built from
     and the data set readers load neither torch nor an audio decoder (one process for all)."""
