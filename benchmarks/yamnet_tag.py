@@ -1,10 +1,8 @@
 """YAMNet as a user runs it: top-5 clip tags of a recording, for B6 (bench_yamnet.py).
 
-A plain script, not asttag: soundfile reads the file, channels are averaged, scipy resamples to
-16 kHz, and the TFLite model (ai-edge-litert, XNNPACK) scores frames of 15,600 samples every
-HOP seconds; a clip's tags are the max over its frames. The last line on stderr is the time
-from the first sample read to the tags (the steady-state part), so the caller can subtract
-start-up.
+A plain script, not asttag: soundfile reads the file, channels are averaged, SciPy resamples to
+16 kHz (imported only then), and the TFLite model (ai-edge-litert, XNNPACK) scores frames of
+15,600 samples every HOP seconds; a clip's tags are the max over its frames.
 
     python benchmarks/yamnet_tag.py yamnet.tflite recording.wav --hop 0.96 --threads 2
 """
@@ -12,13 +10,10 @@ start-up.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 import numpy as np
 import soundfile as sf
 from ai_edge_litert.interpreter import Interpreter
-from scipy.signal import resample_poly
 
 RATE = 16000
 FRAME = 15600  # YAMNet's input: 0.975 s, one 96-frame patch of a 25 ms / 10 ms STFT
@@ -35,6 +30,8 @@ def clip_scores(net: Interpreter, path: str, hop: float) -> np.ndarray:
     wave, rate = sf.read(path, dtype="float32", always_2d=True)
     wave = wave.mean(axis=1)
     if rate != RATE:
+        from scipy.signal import resample_poly  # only here: importing SciPy costs start-up
+
         wave = resample_poly(wave, RATE, rate).astype(np.float32)
     if len(wave) < FRAME:
         wave = np.pad(wave, (0, FRAME - len(wave)))
@@ -57,11 +54,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     net = interpreter(args.model, args.threads)
-    started = time.perf_counter()
     scores = clip_scores(net, args.recording, args.hop)
     top = np.argsort(-scores)[:5]
     print(" ".join(f"{i}:{scores[i]:.3f}" for i in top))
-    print(f"steady {time.perf_counter() - started:.4f}", file=sys.stderr)
 
 
 if __name__ == "__main__":
