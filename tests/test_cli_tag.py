@@ -138,6 +138,16 @@ def release(fifo: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
+def signal_once_journalled(proc: subprocess.Popen, journal: Path, signum: int) -> None:
+    """Send `signum` to a run as soon as its journal records two finished files."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + 2 files
+            proc.send_signal(signum)
+            return
+        time.sleep(0.002)
+
+
 def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(model_path, tmp_path):
     folder = tmp_path / "many"
     folder.mkdir()
@@ -154,12 +164,7 @@ def test_sigkill_half_way_then_resume_equals_an_uninterrupted_run(model_path, tm
     command = [sys.executable, "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
                str(folder), str(held_back(last)), "-o", str(out), "-b", "4"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + 2 files
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.002)
+    signal_once_journalled(proc, journal, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     release(last)
     assert not out.exists()
@@ -309,12 +314,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_go_on(model_path, tmp_path):
     command = [sys.executable, "-m", "asttag", "tag", "-m", str(model_path), "--threads", "1",
                str(folder), str(fifo), "-o", str(out), "-b", "4", "--workers", "0"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_bytes().count(b"\n") >= 3:  # header + 2 files
-            proc.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.002)
+    signal_once_journalled(proc, journal, signal.SIGINT)
     try:
         stdout, stderr = proc.communicate(timeout=60)
     finally:
