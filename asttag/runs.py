@@ -13,9 +13,8 @@ tag`); resuming a training run is `asttag.training.resume_training`.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from . import processgroup
 from ._version import __version__
 from .atomic import atomic_write_text
 from .journal import Journal, input_key, run_key
@@ -262,36 +262,24 @@ def _to_directory(job: _Job, paths: Sequence[str], directory: Path, *, shard: Sh
 def _to_file(job: _Job, paths: Sequence[str], output: Path, *, run: str, shard: Shard) -> None:
     keys = {p: input_key(p) for p in paths}
     journal = Journal(output, run=run, rank=shard.rank, world=shard.world)
-    with _process_group(shard):
-        status = journal.start()  # JournalBusy while another job writes the same output
-        try:
-            share = shard.files(paths)
-            todo = [p for p in share if not journal.done(keys[p])]
-            job.observer.planned(JobPlan(files=len(share), todo=len(todo),
-                                         resumed=len(share) - len(todo), journal=journal.path,
-                                         stale=status.stale, damaged=status.damaged,
-                                         paths=todo))
-            job.run(todo, lambda result: journal.record(keys[result.path], result.path,
-                                                        job.writer.chunk(result)))
-            journal.close()
-            if shard.world > 1:
-                dist.barrier()  # every rank's journal is complete
-            if shard.rank == 0:
-                journal.assemble([keys[p] for p in paths], job.writer)
-                journal.remove()
-        finally:
-            journal.release()
-
-
-@contextlib.contextmanager
-def _process_group(shard: Shard) -> Iterator[None]:
-    """torchrun's process group for the block, when the job is sharded and none is joined."""
-    join = shard.world > 1 and not dist.is_initialized()
-    if join:
+    if shard.world > 1:
         # Ranks wait for each other only at the end, before rank 0 merges: allow long runs.
-        dist.init_process_group("gloo", timeout=timedelta(days=7))
+        processgroup.join("gloo", timeout=timedelta(days=7))
+    status = journal.start()  # JournalBusy while another job writes the same output
     try:
-        yield
+        share = shard.files(paths)
+        todo = [p for p in share if not journal.done(keys[p])]
+        job.observer.planned(JobPlan(files=len(share), todo=len(todo),
+                                     resumed=len(share) - len(todo), journal=journal.path,
+                                     stale=status.stale, damaged=status.damaged,
+                                     paths=todo))
+        job.run(todo, lambda result: journal.record(keys[result.path], result.path,
+                                                    job.writer.chunk(result)))
+        journal.close()
+        if shard.world > 1:
+            dist.barrier()  # every rank's journal is complete
+        if shard.rank == 0:
+            journal.assemble([keys[p] for p in paths], job.writer)
+            journal.remove()
     finally:
-        if join:
-            dist.destroy_process_group()
+        journal.release()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -192,17 +189,3 @@ def test_cli_output_dir_takes_a_format(model_path, recordings, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".npy") == [
         f"rec{i}{part}" for i in range(3) for part in (".files.npy", ".npy")]
-
-
-def test_torchrun_ranks_merge_into_one_output(model_path, recordings, tmp_path):
-    single, merged = tmp_path / "single.safetensors", tmp_path / "merged.safetensors"
-    assert invoke(*recordings, "-m", model_path, "-o", single).exit_code == 0
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--standalone", "-m", "asttag", "embed", "-m", str(model_path), "--threads", "1",
-               *recordings, "-o", str(merged)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    a, b = read_embeddings(single), read_embeddings(merged)
-    assert a["files"] == b["files"] == recordings
-    for key in ("window_embeddings", "file_embeddings", "window_start"):
-        np.testing.assert_array_equal(a[key], b[key])

@@ -44,7 +44,7 @@ def _is_main() -> bool:
 def guarded(run, *, quiet: bool):
     """Run the engine with a progress observer; the library's errors end the command cleanly."""
     from ..pretrained import PretrainedError
-    from ..training import TrainingError, close_distributed
+    from ..training import TrainingError
 
     observer = TrainingProgress(enabled=not quiet and _is_main())
     try:
@@ -54,7 +54,6 @@ def guarded(run, *, quiet: bool):
         fail(f"{e} ({hint})" if hint else e)
     finally:
         observer.close()
-        close_distributed()
 
 
 # What to pass, on this command line, for the argument a library error is about.

@@ -33,7 +33,6 @@ from ..rundir import (
     fold_directory,
 )
 from .augmentation import TrainingSet, add_noise, augment, mix_waves
-from .distributed import close_distributed
 from .engine import cross_validate, resume, resume_training, train
 from .interface import CrossValidation, Observer, RunResult, Runtime, TargetSource, TrainingError
 from .loss import training_loss
@@ -65,7 +64,6 @@ __all__ = [
     "resume_training",
     "cross_validate",
     "fold_directory",
-    "close_distributed",
     "AUDIOSET_MODEL",
     "RECIPE_FILE",
     "METRICS_FILE",

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import processgroup
 from ..device import resolve_device
 from ..errors import about
 from .interface import TrainingError
 
-__all__ = ["Processes", "processes", "close_distributed", "process_device"]
+__all__ = ["Processes", "processes", "process_device"]
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,8 @@ def processes(device: str) -> Processes:
         cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if cuda:  # NCCL's collectives (object broadcasts too) run on the current GPU
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        processgroup.join("nccl" if cuda else "gloo")
     return Processes(dist.get_rank(), dist.get_world_size(), local_rank)
-
-
-def close_distributed() -> None:
-    """Leave the torchrun process group, if this process joined one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 def process_device(name: str, processes: Processes) -> torch.device:
