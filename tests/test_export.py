@@ -33,17 +33,6 @@ def assert_parity(model, path, batch_sizes=(1, 3)):
         assert np.abs(probs - model.probabilities(expected).numpy()).max() <= 1e-4
 
 
-def test_default_model_parity_and_metadata(tmp_path):
-    model = asttag.load_model("default")
-    path = export_onnx(model, tmp_path / "default.onnx")
-    assert_parity(model, path)
-    meta = onnx_session(path).get_modelmeta().custom_metadata_map
-    assert FeatureConfig.from_dict(json.loads(meta["features"])) == model.features
-    assert LabelSet.from_dict(json.loads(meta["labels"])) == model.labels
-    assert ASTConfig.from_dict(json.loads(meta["config"])) == model.config
-    assert meta["asttag_version"] == asttag.__version__
-
-
 def test_base_shaped_model_parity(tmp_path):
     # Base's width, heads, patches and input (1024 x 128, stride 10: 1214 tokens); one of its 12
     # blocks keeps the test fast, as depth only repeats the same block.
@@ -81,23 +70,28 @@ def test_missing_onnx_names_the_extra(tmp_path, monkeypatch):
         export_onnx(tiny_model(), tmp_path / "t.onnx")
 
 
-def test_cli_export_writes_a_runnable_file_and_refuses_to_overwrite(tmp_path):
+def test_cli_export_of_the_default_model_runs_describes_itself_and_refuses_to_overwrite(tmp_path):
     from typer.testing import CliRunner
 
-    from asttag import checkpoint
     from asttag.cli import app
 
-    model = tiny_model()
-    source = checkpoint.save(model, tmp_path / "m.safetensors")
-    out = tmp_path / "m.onnx"
+    out = tmp_path / "default.onnx"
     runner = CliRunner()
-    result = runner.invoke(app, ["models", "export", str(source), str(out)])
+    result = runner.invoke(app, ["models", "export", "default", str(out)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "" and "wrote" in result.stderr
-    assert_parity(model, out, batch_sizes=(2,))
+    assert result.stdout == "" and f"wrote {out}" in " ".join(result.stderr.split())
+    model = asttag.load_model("default")
+    assert_parity(model, out)
+    meta = onnx_session(out).get_modelmeta().custom_metadata_map
+    assert FeatureConfig.from_dict(json.loads(meta["features"])) == model.features
+    assert LabelSet.from_dict(json.loads(meta["labels"])) == model.labels
+    assert ASTConfig.from_dict(json.loads(meta["config"])) == model.config
+    assert meta["asttag_version"] == asttag.__version__
 
-    refused = runner.invoke(app, ["models", "export", str(source), str(out)])
+    written = out.read_bytes()
+    refused = runner.invoke(app, ["models", "export", "default", str(out)])
     assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert out.read_bytes() == written
 
 
 def test_cli_export_of_an_ensemble_fails_with_the_reason(tmp_path):
