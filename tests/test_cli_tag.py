@@ -232,44 +232,6 @@ def test_a_model_that_cannot_be_loaded_fails_loudly(recordings, tmp_path):
     assert result.exit_code == 1 and "nope.safetensors" in result.stderr
 
 
-# Both jobs run in each torchrun process, as a Python caller may run them: a second sharded job
-# in one process once hung at its rendezvous (torch reuses the first group's store keys).
-TWO_JOBS = """
-import json, sys
-from asttag.cli import app
-for argv in json.loads(sys.argv[1]):
-    assert app(argv, standalone_mode=False) in (None, 0), argv
-"""
-
-
-def test_torchrun_ranks_merge_tags_and_embeddings_into_the_single_process_outputs(
-        model_path, recordings, tmp_path):
-    from asttag.embedding import read_embeddings
-
-    jobs = {"tag": ["tag", "-m", str(model_path)], "embed": ["embed", "-m", str(model_path)]}
-    outputs = {"tag": "jsonl", "embed": "safetensors"}
-    for job, argv in jobs.items():
-        single = CliRunner().invoke(app, [*argv, "--threads", "1", *map(str, recordings),
-                                          "-o", str(tmp_path / f"single.{outputs[job]}")])
-        assert single.exit_code == 0, single.output
-    script = tmp_path / "two_jobs.py"
-    script.write_text(TWO_JOBS)
-    argvs = [[*argv, "--threads", "1", *map(str, recordings), "-o",
-              str(tmp_path / f"merged.{outputs[job]}")] for job, argv in jobs.items()]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-               "--standalone", str(script), json.dumps(argvs)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "merged.jsonl").read_text() == (tmp_path / "single.jsonl").read_text()
-    a, b = (read_embeddings(tmp_path / f"{run}.safetensors") for run in ("single", "merged"))
-    assert a["files"] == b["files"] == list(map(str, recordings))
-    for key in ("window_embeddings", "file_embeddings", "window_start"):
-        assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key])), key
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "audio", "merged.jsonl", "merged.safetensors", "single.jsonl", "single.safetensors",
-        "two_jobs.py"]
-
-
 def test_a_hop_longer_than_the_window_is_said_on_stderr(model_path, recordings):
     result = invoke(model_path, recordings[0], "--hop", "1.5")
     assert result.exit_code == 0, result.output
