@@ -303,7 +303,7 @@ def test_ctrl_c_says_what_was_kept_and_how_to_go_on(model_path, tmp_path):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     signal_once_journalled(proc, journal, signal.SIGINT)
     try:
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=120)  # as the other real processes: a starved one exits late
     finally:
         release(fifo)
     assert proc.returncode == 130, stderr
