@@ -65,8 +65,10 @@ def recordings(tmp_path_factory) -> list[Path]:
 
 
 def tag(model: Path, *args):
-    return CliRunner().invoke(app, ["tag", "-m", str(model), "--threads", "1", "--segments",
-                                    *map(str, args)])
+    # Decoding in turn (--workers 0): forking a worker from pytest's large process costs more
+    # than these short files take to tag; the real-process tests run the default worker.
+    return CliRunner().invoke(app, ["tag", "-m", str(model), "--threads", "1", "--workers", "0",
+                                    "--segments", *map(str, args)])
 
 
 def error_lines(stderr: str) -> list[str]:
