@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
-__all__ = ["join", "leave"]
+__all__ = ["join"]
 
 
 def join(backend: str, *, timeout: timedelta | None = None) -> None:
@@ -23,10 +23,10 @@ def join(backend: str, *, timeout: timedelta | None = None) -> None:
     if dist.is_initialized():
         return
     dist.init_process_group(backend, timeout=timeout)
-    atexit.register(leave)
+    atexit.register(_leave)
 
 
-def leave() -> None:
-    """Leave the group, if this process joined one (at exit: never rejoin after this)."""
+def _leave() -> None:
+    # At exit only: a process that left and joined again would meet the stale keys above.
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
