@@ -141,7 +141,18 @@ def test_rebuild_recipe_end_to_end_at_a_tiny_scale(recipe_module, tmp_path, monk
     checks = tmp_path / "checks.csv"
     checks.write_text("clip,expected,why\nclips/other-voices/5.flac,Speech,a voice\n")
     # Two epochs do not reach the recipe's averaging window: the run's model is its best epoch.
-    assert m.shipped_model(result.run_dir) == result.run_dir / "best.safetensors"
+    distilled = m.shipped_model(result.run_dir)
+    assert distilled == result.run_dir / "best.safetensors"
+
+    # Rebalancing: the balanced sampler, from the distilled model, its epochs averaged.
+    balanced = m.balance_student(tmp_path / "run", data, distilled, epochs=1, device="cpu", workers=0, seed=3)
+    recipe = load_recipe(balanced.run_dir / RECIPE_FILE)
+    assert balanced.run_dir == tmp_path / "run" / "balance" and balanced.summary["epochs"] == 1
+    assert (recipe.balanced_sampler, recipe.init, recipe.lr, recipe.average_epochs) == \
+        (True, str(distilled), m.BALANCE_LR, (1, 1))
+    assert m.shipped_model(balanced.run_dir) == balanced.run_dir / "averaged.safetensors"
+    with pytest.raises(SystemExit, match="started for 1 epochs, not 2"):
+        m.balance_student(tmp_path / "run", data, distilled, epochs=2, device="cpu", workers=0)
     families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech"),
                                                          ("clips/other-songs/6.flac", "music", "Music")])
     figures = m.evaluate(result.run_dir / "best.safetensors", heldout, corpus, device="cpu", checks=checks,
@@ -470,3 +481,13 @@ def test_evaluate_builds_a_runs_missing_held_out_windows_then_scores_the_model(r
     assert "| speech | 1 |" in capsys.readouterr().err
     m.evaluate_command(m.parse_args(argv))
     assert len(teachers) == 1  # the second run reads the windows back
+
+
+def test_rebalancing_halves_its_learning_rate_after_the_first_epoch_and_averages_them_all(recipe_module, tmp_path):
+    from asttag.training.schedule import learning_rate
+
+    recipe = recipe_module.balance_recipe(tmp_path, tmp_path / "distilled.safetensors", epochs=3)
+    assert recipe.average_epochs == (1, 3) and recipe.epochs == 3 and recipe.balanced_sampler
+    after_warmup = recipe_module.BALANCE_WARMUP + 1
+    assert [learning_rate(recipe, epoch=e, step=after_warmup) for e in (1, 2, 3)] == \
+        pytest.approx([1e-4, 5e-5, 2.5e-5])

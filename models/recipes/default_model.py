@@ -2,7 +2,7 @@
 """Rebuild the embedded default model: distil YAMNet into a small AST on the built corpus.
 
     python models/recipes/default_model.py build --corpus /work/corpus --run /work/runs/default
-    python models/recipes/default_model.py export /work/runs/default/train/averaged.safetensors --run /work/runs/default --out asttag/data/default.safetensors
+    python models/recipes/default_model.py export /work/runs/default/balance/averaged.safetensors --run /work/runs/default --out asttag/data/default.safetensors
     python models/recipes/default_model.py measure --out speed.json
 
 `build` runs every stage that is not done yet, so rerunning it after an interruption (or to train
@@ -18,7 +18,8 @@ more epochs: --epochs) goes on where it stopped:
      with --climb-recorded from recorded windows too;
   2. held-out windows: every held-out clip cut into the student's windows, unaugmented, scored
      by the teacher;
-  3. training: the engine (asttag.training) on recipe default-student, resumed when started;
+  3. training: the engine (asttag.training) on recipe default-student, resumed when started,
+     then --balance-epochs of rebalancing (balance_recipe: the balanced sampler) in RUN/balance;
   4. evaluation of the run's model (shipped_model) on the held-out windows, the checks and, per
      sound family, the held-out clips of FAMILIES: evaluation.json (the family table on stderr).
 `export` writes the shipped file: fp16 weights and the event threshold calibrated on the run's
@@ -56,6 +57,9 @@ FAMILY_NAMES = ("speech", "music", "instruments", "animals", "household", "vehic
 SAMPLE_RATE = 16000
 SHARD = 250  # windows per shard: the unit a rerun resumes window building from
 KIND_SHARES = {"speech": 0.2, "music": 0.3, "other": 0.5}  # the corpus is 70% music, 10% other
+BALANCE_EPOCHS = 3  # epochs of the rebalancing stage (balance_recipe)
+BALANCE_LR = 1e-4  # its first epoch's learning rate: the distilled run's at about epoch 12
+BALANCE_WARMUP = 200  # steps: the stage starts a fresh optimiser on trained weights
 MAX_SPEED = 1.25  # speed and pitch changes span 1/MAX_SPEED..MAX_SPEED
 LABEL_SCORE = 0.1  # a teacher score that makes a class one a clip stands for, in draw_weights
 POSITIVE = 0.3  # a teacher score counted as a positive label in the mAP
@@ -446,18 +450,52 @@ def student_recipe(data: Path, *, epochs: int | None, seed: int = 0):
     return recipe.replace(**changes)
 
 
+def balance_recipe(data: Path, start: Path, *, epochs: int, seed: int = 0):
+    """Stage 3b: the distilled student from `start`, trained on with the engine's balanced
+    sampler (the paper's weights over the teacher's scores: Speech-topped windows fall from 12%
+    of the draws to 4%), BALANCE_LR halved each epoch after the first, its epochs averaged.
+    Distillation draws windows as the corpus holds them, so the student learns the prior of a
+    corpus that is mostly speech and music; this stage unlearns it (models/README.md,
+    "Rebalancing")."""
+    return student_recipe(data, epochs=epochs, seed=seed).replace(
+        init=str(start), lr=BALANCE_LR, lr_by_init={}, warmup_steps=BALANCE_WARMUP, lr_decay=0.5,
+        lr_decay_start=1, lr_decay_step=1, balanced_sampler=True, average_epochs=(1, epochs))
+
+
 def train_student(run: Path, data: Path, *, epochs: int | None, device: str, workers: int,
                   seed: int = 0):
     """Stage 3: train, or go on with a started run (to more epochs when --epochs says so)."""
+    return _train_stage(run, run / "train", lambda: student_recipe(data, epochs=epochs, seed=seed),
+                        epochs=epochs, device=device, workers=workers)
+
+
+def balance_student(run: Path, data: Path, start: Path, *, epochs: int, device: str, workers: int,
+                    seed: int = 0):
+    """Stage 3b (balance_recipe) from the distilled model `start`, or go on with it when started.
+
+    A started stage keeps its epoch count: its averaging window and its halvings are set by it,
+    so another count is refused rather than stretched (delete RUN/balance to run it anew)."""
+    from asttag.recipes import load_recipe
+    from asttag.rundir import RECIPE_FILE
+
+    out = run / "balance"
+    if (out / RECIPE_FILE).exists() and (ran := load_recipe(out / RECIPE_FILE).epochs) != epochs:
+        raise SystemExit(f"{out}: the rebalancing stage was started for {ran} epochs, not {epochs}; "
+                         "delete that folder to run it anew")
+    return _train_stage(run, out, lambda: balance_recipe(data, start, epochs=epochs, seed=seed),
+                        epochs=None, device=device, workers=workers)
+
+
+def _train_stage(run: Path, out: Path, recipe: Callable[[], object], *, epochs: int | None, device: str,
+                 workers: int):
     from asttag.recipes import load_recipe
     from asttag.rundir import RECIPE_FILE
     from asttag.training import Runtime, resume, train
 
     runtime = Runtime(device=device, workers=workers, cache=run / "cache")
-    out = run / "train"
     observer = progress_log()
     if not (out / RECIPE_FILE).exists():
-        return train(student_recipe(data, epochs=epochs, seed=seed), out, runtime=runtime, observer=observer)
+        return train(recipe(), out, runtime=runtime, observer=observer)
     if epochs is not None:
         # The run directory's recipe is all resume reads: raising its epoch count extends it.
         recorded = load_recipe(out / RECIPE_FILE)
@@ -825,8 +863,16 @@ def build(args: argparse.Namespace) -> dict:
     log.info("windows ready in %.0f s", time.time() - started)
     result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
                            seed=args.seed)
-    evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device),
-                  "training": result.summary}
+    stages = {"training": result.summary}
+    if args.balance_epochs:
+        distilled = shipped_model(result.run_dir)
+        # The distilled model's families beside the shipped one's: what the stage changed.
+        stages["distilled"] = {"model": str(distilled), "families": evaluate(
+            distilled, heldout, args.corpus, device=args.device)["families"]["by_family"]}
+        result = balance_student(args.run, data, distilled, epochs=args.balance_epochs, device=args.device,
+                                 workers=args.workers, seed=args.seed)
+        stages["balance"] = result.summary
+    evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device), **stages}
     atomic_write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     print(family_table(evaluation["families"]), file=sys.stderr)
     return evaluation
@@ -868,6 +914,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="climbs also start from recorded windows, for the classes the teacher does not "
                         "yet hear in them (a run directory keeps the choice it was built with)")
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
+    b.add_argument("--balance-epochs", type=int, default=BALANCE_EPOCHS,
+                   help="epochs of the rebalancing stage after distillation (balanced sampler; 0: none)")
     b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")
     b.add_argument("--workers", type=int, default=0, help="decoding processes for training")
