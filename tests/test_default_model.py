@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -279,7 +278,8 @@ def test_climbs_start_from_recorded_windows_only_for_classes_they_are_not_yet(re
     for name, value in [("SHARD", 2), ("CLIMB_POOL", 3), ("CLIMB_STEPS", 8)]:
         monkeypatch.setattr(m, name, value)
     # Silent procedural sounds: no Dog in them, so only a recorded window can start a Dog climb.
-    monkeypatch.setattr(sys.modules["procedural_sounds"], "procedural_sound",
+    # By name: the sibling module is imported here when no earlier test has imported it.
+    monkeypatch.setattr("procedural_sounds.procedural_sound",
                         lambda rng, samples: (np.zeros(samples, np.float32), "silence"))
     labels = audioset()
     dog, music = labels.names.index(DOG), labels.names.index(MUSIC)
@@ -491,3 +491,41 @@ def test_rebalancing_halves_its_learning_rate_after_the_first_epoch_and_averages
     after_warmup = recipe_module.BALANCE_WARMUP + 1
     assert [learning_rate(recipe, epoch=e, step=after_warmup) for e in (1, 2, 3)] == \
         pytest.approx([1e-4, 5e-5, 2.5e-5])
+
+
+def test_build_with_start_rebalances_that_model_and_distils_none(recipe_module, tmp_path, monkeypatch, capsys):
+    """`build --start MODEL`: the windows, then the rebalancing stage from MODEL (no RUN/train),
+    the start model's families kept beside the result's; --start without a stage to run, or
+    naming no file, is a usage error."""
+    from asttag.checkpoint import save
+
+    m = recipe_module
+    corpus = _fake_corpus(tmp_path / "corpus")
+    start = save(_student(), tmp_path / "start.safetensors")
+    families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
+    checks = tmp_path / "checks.csv"
+    checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")
+    evaluated = []
+    real_evaluate = m.evaluate
+
+    def evaluate(model, heldout, corpus, *, device):
+        evaluated.append(Path(model))
+        return real_evaluate(model, heldout, corpus, device=device, checks=checks, families=families)
+
+    monkeypatch.setattr(m, "evaluate", evaluate)
+    monkeypatch.setattr(m, "corpus_teacher", lambda args: FakeYamnet())
+    run = tmp_path / "run"
+    common = ["build", "--corpus", str(corpus), "--run", str(run), "--windows", "4", "--procedural", "0",
+              "--climbs", "0"]
+    figures = m.build(m.parse_args([*common, "--start", str(start), "--balance-epochs", "1"]))
+    assert not (run / "train").exists()
+    assert evaluated == [start, run / "balance" / "averaged.safetensors"]
+    assert figures["distilled"]["model"] == str(start) and figures["balance"]["epochs"] == 1
+    assert "training" not in figures and figures["model"] == str(run / "balance" / "averaged.safetensors")
+    assert load_recipe(run / "balance" / RECIPE_FILE).init == str(start)
+    assert json.loads((run / "evaluation.json").read_text())["distilled"]["model"] == str(start)
+    for extra, problem in ([["--start", str(start), "--balance-epochs", "0"], "needs --balance-epochs above 0"],
+                           [["--start", str(tmp_path / "none.safetensors")], "no such model file"]):
+        with pytest.raises(SystemExit) as exit_:
+            m.parse_args([*common, *extra])
+        assert exit_.value.code == 2 and problem in capsys.readouterr().err

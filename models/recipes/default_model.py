@@ -861,18 +861,23 @@ def build(args: argparse.Namespace) -> dict:
                             climbs=args.climbs, climb_recorded=args.climb_recorded)
         heldout, _ = build_heldout_windows(args.corpus, data, teacher, window_seconds=window_seconds)
     log.info("windows ready in %.0f s", time.time() - started)
-    result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
-                           seed=args.seed)
-    stages = {"training": result.summary}
+    stages: dict = {}
+    if args.start is None:
+        result = train_student(args.run, data, epochs=args.epochs, device=args.device, workers=args.workers,
+                               seed=args.seed)
+        stages["training"] = result.summary
+        model = shipped_model(result.run_dir)
+    else:
+        model = args.start
     if args.balance_epochs:
-        distilled = shipped_model(result.run_dir)
         # The distilled model's families beside the shipped one's: what the stage changed.
-        stages["distilled"] = {"model": str(distilled), "families": evaluate(
-            distilled, heldout, args.corpus, device=args.device)["families"]["by_family"]}
-        result = balance_student(args.run, data, distilled, epochs=args.balance_epochs, device=args.device,
+        stages["distilled"] = {"model": str(model), "families": evaluate(
+            model, heldout, args.corpus, device=args.device)["families"]["by_family"]}
+        result = balance_student(args.run, data, model, epochs=args.balance_epochs, device=args.device,
                                  workers=args.workers, seed=args.seed)
         stages["balance"] = result.summary
-    evaluation = {**evaluate(shipped_model(result.run_dir), heldout, args.corpus, device=args.device), **stages}
+        model = shipped_model(result.run_dir)
+    evaluation = {**evaluate(model, heldout, args.corpus, device=args.device), **stages}
     atomic_write_text(args.run / "evaluation.json", json.dumps(evaluation, indent=2) + "\n")
     print(family_table(evaluation["families"]), file=sys.stderr)
     return evaluation
@@ -916,6 +921,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--epochs", type=int, help="train to this many epochs (default: the recipe's)")
     b.add_argument("--balance-epochs", type=int, default=BALANCE_EPOCHS,
                    help="epochs of the rebalancing stage after distillation (balanced sampler; 0: none)")
+    b.add_argument("--start", type=Path,
+                   help="rebalance this distilled model instead of distilling one (the windows are still built)")
     b.add_argument("--seed", type=int, default=0, help="draws the windows and starts the student")
     b.add_argument("--device", default="auto")
     b.add_argument("--workers", type=int, default=0, help="decoding processes for training")
@@ -938,7 +945,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     m = commands.add_parser("measure", help="speed and size of the student candidates")
     m.add_argument("--out", type=Path, required=True, help="folder for the test file and the table")
     m.add_argument("--minutes", type=float, default=10.0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command == "build" and args.start is not None:
+        if not args.balance_epochs:
+            b.error("--start gives the rebalancing stage its model: it needs --balance-epochs above 0")
+        if not args.start.is_file():
+            b.error(f"--start {args.start}: no such model file")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
