@@ -528,7 +528,8 @@ def test_build_with_start_rebalances_that_model_and_distils_none(recipe_module, 
     assert m.parse_args(common).balance_epochs == 0
     assert m.parse_args([*common, "--start", str(start)]).balance_epochs == m.BALANCE_EPOCHS
     for extra, problem in ([["--start", str(start), "--balance-epochs", "0"], "needs --balance-epochs above 0"],
-                           [["--start", str(tmp_path / "none.safetensors")], "no such model file"]):
+                           [["--start", str(tmp_path / "none.safetensors")], "no such model file"],
+                           [["--balance-epochs", "-1"], "must be 0 or more"]):
         with pytest.raises(SystemExit) as exit_:
             m.parse_args([*common, *extra])
         assert exit_.value.code == 2 and problem in capsys.readouterr().err

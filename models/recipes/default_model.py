@@ -952,6 +952,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command == "build" and args.balance_epochs is None:
         args.balance_epochs = 0 if args.start is None else BALANCE_EPOCHS
+    if args.command == "build" and args.balance_epochs < 0:
+        b.error(f"--balance-epochs {args.balance_epochs}: must be 0 or more")
     if args.command == "build" and args.start is not None:
         if not args.balance_epochs:
             b.error("--start gives the rebalancing stage its model: it needs --balance-epochs above 0")
