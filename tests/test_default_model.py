@@ -524,8 +524,6 @@ def test_build_with_start_rebalances_that_model_and_distils_none(recipe_module, 
     assert "training" not in figures and figures["model"] == str(run / "balance" / "averaged.safetensors")
     assert load_recipe(run / "balance" / RECIPE_FILE).init == str(start)
     assert json.loads((run / "evaluation.json").read_text())["distilled"]["model"] == str(start)
-    # The stage is opt-in after distillation and what --start is for.
-    assert m.parse_args(common).balance_epochs == 0
     assert m.parse_args([*common, "--start", str(start)]).balance_epochs == m.BALANCE_EPOCHS
     for extra, problem in ([["--start", str(start), "--balance-epochs", "0"], "needs --balance-epochs above 0"],
                            [["--start", str(tmp_path / "none.safetensors")], "no such model file"],
