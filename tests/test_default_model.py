@@ -456,18 +456,25 @@ def test_the_checked_in_families_file_is_valid_and_covers_every_family(recipe_mo
     assert len({r["clip"] for r in rows}) == len(rows)
 
 
+def _corpus_model_and_ground_truth(root: Path) -> tuple[Path, Path, Path, Path]:
+    """The fake corpus, an untrained student saved to a file, and ground truth for its held-out
+    clips: one check (a song: Music) and one family clip (a voice: speech)."""
+    from asttag.checkpoint import save
+
+    corpus = _fake_corpus(root / "corpus")
+    model = save(_student(), root / "model.safetensors")
+    checks = root / "checks.csv"
+    checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")
+    families = _families_file(root / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
+    return corpus, model, checks, families
+
+
 def test_evaluate_builds_a_runs_missing_held_out_windows_then_scores_the_model(recipe_module, tmp_path, monkeypatch,
                                                                                capsys):
     """`evaluate` on a corpus without a training run: the teacher scores the held-out windows
     first (once), then the model is measured, its family table on stderr."""
-    from asttag.checkpoint import save
-
     m = recipe_module
-    corpus = _fake_corpus(tmp_path / "corpus")
-    model = save(_student(), tmp_path / "model.safetensors")
-    families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
-    checks = tmp_path / "checks.csv"
-    checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")
+    corpus, model, checks, families = _corpus_model_and_ground_truth(tmp_path)
     teachers = []
     monkeypatch.setattr(m, "corpus_teacher", lambda args: teachers.append(FakeYamnet()) or teachers[-1])
     argv = ["evaluate", str(model), "--corpus", str(corpus), "--run", str(tmp_path / "run"),
@@ -497,14 +504,8 @@ def test_build_with_start_rebalances_that_model_and_distils_none(recipe_module, 
     """`build --start MODEL`: the windows, then the rebalancing stage from MODEL (no RUN/train),
     the start model's families kept beside the result's; --start without a stage to run, or
     naming no file, is a usage error."""
-    from asttag.checkpoint import save
-
     m = recipe_module
-    corpus = _fake_corpus(tmp_path / "corpus")
-    start = save(_student(), tmp_path / "start.safetensors")
-    families = _families_file(tmp_path / "families.csv", [("clips/other-voices/5.flac", "speech", "Speech")])
-    checks = tmp_path / "checks.csv"
-    checks.write_text("clip,expected,why\nclips/other-songs/6.flac,Music,a song\n")
+    corpus, start, checks, families = _corpus_model_and_ground_truth(tmp_path)
     evaluated = []
     real_evaluate = m.evaluate
 

@@ -457,10 +457,8 @@ def balance_recipe(data: Path, start: Path, *, epochs: int, seed: int = 0):
     sampler (the paper's weights over the teacher's scores: Speech-topped windows fall from 12%
     of the draws to 4%), BALANCE_LR halved each epoch after the first, its epochs averaged.
     Distillation draws windows as the corpus holds them, so the student learns the prior of a
-    corpus that is mostly speech and music; this stage draws against it. After a distillation
-    on the 33-package corpus it put Speech in the top 3 of 18% of the held-out clips without
-    speech (from 40%) and raised animals from 24% to 31% in the top 3 (models/README.md,
-    "Rebalancing")."""
+    corpus that is mostly speech and music; this stage draws against it (measured:
+    models/README.md, "Rebalancing")."""
     return student_recipe(data, epochs=epochs, seed=seed).replace(
         init=str(start), lr=BALANCE_LR, lr_by_init={}, warmup_steps=BALANCE_WARMUP, lr_decay=0.5,
         lr_decay_start=1, lr_decay_step=1, balanced_sampler=True, average_epochs=(1, epochs))
@@ -874,7 +872,7 @@ def build(args: argparse.Namespace) -> dict:
     else:
         model = args.start
     if args.balance_epochs:
-        # The distilled model's families beside the shipped one's: what the stage changed.
+        # The start model's families (distilled here or given) beside the result's: what the stage changed.
         stages["distilled"] = {"model": str(model), "families": evaluate(
             model, heldout, args.corpus, device=args.device)["families"]["by_family"]}
         result = balance_student(args.run, data, model, epochs=args.balance_epochs, device=args.device,
@@ -951,12 +949,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     m.add_argument("--out", type=Path, required=True, help="folder for the test file and the table")
     m.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args(argv)
-    if args.command == "build" and args.balance_epochs < 0:
-        b.error(f"--balance-epochs {args.balance_epochs}: must be 0 or more")
-    if args.command == "build" and args.start is not None:
-        if not args.balance_epochs:
+    if args.command == "build":
+        if args.balance_epochs < 0:
+            b.error(f"--balance-epochs {args.balance_epochs}: must be 0 or more")
+        if args.start is not None and not args.balance_epochs:
             b.error("--start gives the rebalancing stage its model: it needs --balance-epochs above 0")
-        if not args.start.is_file():
+        if args.start is not None and not args.start.is_file():
             b.error(f"--start {args.start}: no such model file")
     return args
 
