@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 __all__ = ["NamedModel", "MODELS", "DEFAULT_MODEL_FILE", "cache_dir", "cached_path",
-           "embedded_default"]
+           "embedded_default", "hub_name", "local_model"]
 
 # The file an embedded default model ships as, inside the package's data folder.
 DEFAULT_MODEL_FILE = "default.safetensors"
@@ -64,3 +64,31 @@ def embedded_default() -> Path | None:
     """The default model's file inside the package, when this build ships one."""
     path = resources.files("asttag").joinpath("data").joinpath(DEFAULT_MODEL_FILE)
     return Path(str(path)) if path.is_file() else None
+
+
+def hub_name(source: str) -> str | None:
+    """The cache name of a hub id (owner/name), None for anything else."""
+    if source.count("/") == 1 and not source.startswith((".", "/")):
+        return source.replace("/", "--")
+    return None
+
+
+def local_model(source: str) -> Path | None:
+    """The file or folder that `source` (what --model takes) names here, without a download:
+    the embedded default, a pulled named model or hub id, or a path; None when there is none.
+
+    A name means the named model even where a file of that name lies in the working directory:
+    `./default` says the file.
+    """
+    if source == "default":
+        return embedded_default()
+    if source in MODELS:
+        cached = cached_path(MODELS[source].name)
+        return cached if cached.exists() else None
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    name = hub_name(source)
+    if name is not None and cached_path(name).exists():
+        return cached_path(name)
+    return None

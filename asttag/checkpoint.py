@@ -26,7 +26,7 @@ import torch
 from ._version import __version__
 from .atomic import atomic_directory
 from .features import AUDIOSET_STATS, ESC50_STATS, SPEECH_COMMANDS_STATS, FeatureConfig
-from .fileformat import check_stamp, write_safetensors
+from .fileformat import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, check_stamp, write_safetensors
 from .labels import LabelSet, audioset, esc50, speech_commands
 from .model import AST, ASTConfig
 
@@ -51,8 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMAT_NAME = "asttag"
-FORMAT_VERSION = 1
+FORMAT_NAME, FORMAT_VERSION = CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 # Lengths the published models use, tried in order when a file does not say its own.
 KNOWN_LENGTHS = (1024, 512, 128)
 # The patch strides of the published models (square).

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 __all__ = ["DEFAULT_DEVICE", "Precision", "PRECISIONS", "TagPrecision", "TAG_PRECISIONS", "Pad",
-           "PADS", "Aggregate", "AGGREGATES", "EmbeddingFormat", "EMBEDDING_FORMATS", "DatasetLayout", "DATASET_LAYOUTS"]
+           "PADS", "Aggregate", "AGGREGATES", "EmbeddingFormat", "EMBEDDING_FORMATS", "DatasetLayout", "DATASET_LAYOUTS",
+           "Runtime", "RUNTIMES"]
 
 # CUDA when present, else the CPU (device.resolve_device): what every entry point runs on
 # unless told otherwise.
@@ -23,6 +24,11 @@ PRECISIONS: tuple[str, ...] = get_args(Precision)
 # Tagging names its precision and adds dynamic int8 quantisation of the linear layers (CPU).
 TagPrecision = Literal["fp32", "bf16", "fp16", "int8"]
 TAG_PRECISIONS: tuple[str, ...] = get_args(TagPrecision)
+
+# What runs the tagger's model: torch, ONNX Runtime (CPU, fp32), or the first that can
+# (asttag.runtime.onnx_model).
+Runtime = Literal["auto", "torch", "onnxruntime"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
 
 # How the tagger fills the last partial window and clips shorter than one.
 Pad = Literal["zero", "repeat"]

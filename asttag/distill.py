@@ -237,7 +237,7 @@ def cut_recordings(
     windows, failed = [], []
     for number, file in enumerate(files):
         try:
-            wave = load(file, sample_rate=SAMPLE_RATE).numpy()
+            wave = load(file, sample_rate=SAMPLE_RATE)
         except AudioError as e:
             failed.append((str(file), e.reason))
             continue

@@ -34,7 +34,7 @@ import torch
 
 from .atomic import atomic_path
 from .model import AST, TaggingModel
-from .tagger import Tagger
+from .tagger import Tagger, TorchEngine
 from .writers import Writer
 
 __all__ = [
@@ -78,6 +78,21 @@ def embedding_model(model: TaggingModel) -> AST:
     return model
 
 
+class _EmbeddingEngine(TorchEngine):
+    """The tagger's torch engine, giving a window's embeddings (B, D), or (B, 2D) with the
+    patch mean after them, instead of its scores."""
+
+    model: AST  # the one AST given, as the engine prepared it for its device and precision
+
+    def __init__(self, model: AST, *, patches: bool, **settings: Any) -> None:
+        super().__init__(model, **settings)
+        self.patches = patches
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        pooled, patches = self.model.embed(windows, return_tokens=True)
+        return torch.cat([pooled, patches.mean(dim=1)], dim=1) if self.patches else pooled
+
+
 class Embedder(Tagger):
     """Embed files window by window; `patches` adds the mean of the patch tokens.
 
@@ -85,24 +100,26 @@ class Embedder(Tagger):
     `tag_many(paths)` yields an `EmbeddingResult` (or a `TagFailure`) per file, in order.
     """
 
-    model: AST  # the one AST given, as the Tagger prepared it for its device and precision
+    engine: _EmbeddingEngine
 
     def __init__(self, model: TaggingModel, *, patches: bool = False, **settings: Any) -> None:
+        self.patches = patches  # before the Tagger builds the engine, which uses it
         super().__init__(embedding_model(model), **settings)
-        self.patches = patches
+
+    def _engine(self, model: Any, *, device: str | torch.device, precision: str) -> _EmbeddingEngine:
+        return _EmbeddingEngine(model, device=device, precision=precision, patches=self.patches)
+
+    @property
+    def embed_dim(self) -> int:
+        """D, the width of one embedding (twice that with `patches`)."""
+        return self.engine.model.config.embed_dim
 
     def options(self) -> dict:
         return {**super().options(), "patches": self.patches}
 
-    def predict(self, windows: torch.Tensor) -> torch.Tensor:
-        """Embeddings (B, D), or (B, 2D) with the patch mean after them, on the device."""
-        with torch.inference_mode(), self._autocast():
-            pooled, patches = self.model.embed(windows.to(self.device), return_tokens=True)
-            return torch.cat([pooled, patches.mean(dim=1)], dim=1) if self.patches else pooled
-
     def _result(self, path: str, duration: float, scores: np.ndarray) -> EmbeddingResult:  # type: ignore[override]
         starts, ends = self.plan.spans(len(scores), duration)
-        dim = self.model.config.embed_dim
+        dim = self.embed_dim
         return EmbeddingResult(
             path=path, duration=duration, starts=starts, ends=ends,
             embeddings=np.ascontiguousarray(scores[:, :dim]),

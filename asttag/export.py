@@ -9,6 +9,7 @@ same description as an asttag checkpoint (architecture, feature settings, labels
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -51,7 +52,8 @@ def export_onnx(model: TaggingModel, path: str | Path, *, opset: int = 18) -> Pa
 
     Input `fbank` is (batch, frames, mel bins) float32, normalised as the model's feature
     settings say; outputs are `logits` and `probabilities` (batch, classes). The metadata
-    (`config`, `features`, `labels`, `asttag_version`; JSON strings) describes the model.
+    (`config`, `features`, `labels`, `extra`, `asttag_version`; JSON strings) describes the
+    model.
     """
     try:
         import onnx
@@ -74,7 +76,10 @@ def export_onnx(model: TaggingModel, path: str | Path, *, opset: int = 18) -> Pa
             raise ExportError(f"ONNX export failed: {e}") from e
         assert program is not None  # None only from the legacy exporter (dynamo=False)
         proto = program.model_proto
-        for key, value in description_metadata(model).items():
+        # The checkpoint's extra record too (its recommended threshold, its source), so that
+        # a tagger running the export behaves as one running the checkpoint.
+        fields = description_metadata(model) | {"extra": json.dumps(getattr(model, "extra", None) or {})}
+        for key, value in fields.items():
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, str(tmp))
     return path

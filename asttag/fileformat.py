@@ -18,7 +18,11 @@ from .atomic import atomic_path
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["stamp", "check_stamp", "write_safetensors"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "stamp", "check_stamp", "write_safetensors"]
+
+# The asttag checkpoint's stamp (checkpoint.py), here so that code without torch can tell one.
+CHECKPOINT_FORMAT = "asttag"
+CHECKPOINT_VERSION = 1
 
 
 def stamp(format_name: str, format_version: int) -> dict[str, str | int]:

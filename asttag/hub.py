@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import checkpoint, loading
-from .catalog import MODELS, NamedModel, cache_dir, cached_path, embedded_default
+from .catalog import MODELS, NamedModel, cache_dir, cached_path, hub_name, local_model
 from .checkpoint import CheckpointError
 from .choices import DEFAULT_DEVICE
 from .device import resolve_device
@@ -58,25 +58,16 @@ def pull(name_or_id: str, *, force: bool = False) -> Path:
 def load_model(source: str = "default", *, device: str = DEFAULT_DEVICE) -> AST | Ensemble:
     """A model (an `AST` or an `Ensemble`) from a name, a local file or directory, or a hub id,
     moved to `device` and put in eval mode."""
-    # A name means the named model even where a file of that name lies in the working
-    # directory: `./default` says the file.
-    path = Path(source).expanduser()
-    if source == "default":
-        embedded = embedded_default()
-        if embedded is None:
-            raise HubError(
-                "no default model ships with this version of asttag yet: load a checkpoint, or "
-                "pull audioset-10-10-0.4593 (`asttag models pull`) where there is network"
-            )
-        model = loading.load(embedded)
-    elif source in MODELS:
-        cached = cached_path(MODELS[source].name)
-        model = loading.load(cached if cached.exists() else pull(source))
-    elif path.exists():
-        model = loading.load(path)
-    elif source.count("/") == 1 and not source.startswith((".", "/")):
-        cached = cached_path(source.replace("/", "--"))
-        model = loading.load(cached if cached.exists() else pull(source))
+    local = local_model(source)
+    if local is not None:
+        model = loading.load(local)
+    elif source == "default":
+        raise HubError(
+            "no default model ships with this version of asttag yet: load a checkpoint, or "
+            "pull audioset-10-10-0.4593 (`asttag models pull`) where there is network"
+        )
+    elif source in MODELS or hub_name(source) is not None:
+        model = loading.load(pull(source))
     else:
         known = ", ".join(MODELS)
         raise CheckpointError(f"{source}: no such file, directory or model name (names: {known})")

@@ -38,7 +38,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 class FeatureCache:
-    """Decoded waveforms and raw log-mel frames on disk, one .npy file per clip and kind.
+    """Decoded waveforms and raw log-mel frames (numpy arrays) on disk, one .npy file per clip
+    and kind.
 
     An entry is keyed by the file's resolved path, size and modification time and by every
     setting that shapes it, so an edited file or another feature setting is a miss, never a
@@ -49,20 +50,20 @@ class FeatureCache:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory).expanduser()
 
-    def get(self, kind: str, path: Path, settings: dict, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The cached tensor for (kind, path, settings), computing and storing it on a miss."""
+    def get(self, kind: str, path: Path, settings: dict, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array for (kind, path, settings), computing and storing it on a miss."""
         stat = path.stat()
         key = json.dumps([kind, str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings])
         digest = hashlib.sha256(key.encode()).hexdigest()
         file = self.directory / kind / digest[:2] / f"{digest}.npy"
         if file.is_file():
             try:
-                return torch.from_numpy(np.load(file, allow_pickle=False))
+                return np.load(file, allow_pickle=False)
             except (OSError, ValueError) as e:  # damaged entry: recompute and replace it
                 log.warning("%s: unreadable cache entry (%s); recomputing", file, e)
         value = compute()
         with atomic_path(file) as tmp, open(tmp, "wb") as f:
-            np.save(f, value.numpy().astype(np.float32, copy=False), allow_pickle=False)
+            np.save(f, value.astype(np.float32, copy=False), allow_pickle=False)
         return value
 
 
@@ -88,15 +89,16 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def _decode(self, index: int) -> torch.Tensor:
+    def _decode(self, index: int) -> np.ndarray:
         return load_audio(self.examples[index].path, sample_rate=self.features.sample_rate)
 
     def wave(self, index: int) -> torch.Tensor:
         """The decoded mono waveform (samples,) at the feature sample rate."""
         if self.cache is None:
-            return self._decode(index)
+            return torch.from_numpy(self._decode(index))
         settings = {"sample_rate": self.features.sample_rate}
-        return self.cache.get("wave", self.examples[index].path, settings, lambda: self._decode(index))
+        path = self.examples[index].path
+        return torch.from_numpy(self.cache.get("wave", path, settings, lambda: self._decode(index)))
 
     def log_mel(self, index: int) -> torch.Tensor:
         """Raw (un-normalised) log-mel frames, cut or padded to the target length."""
@@ -108,11 +110,12 @@ class ClipDataset(Dataset):
                         if k not in ("mean", "std", "target_length")}
             frames = self.cache.get("fbank", self.examples[index].path, settings,
                                     lambda: fbank(self._decode(index), self.features))
-        return pad_or_crop(frames, self.features.target_length)
+        return torch.from_numpy(pad_or_crop(frames, self.features.target_length))
 
     def log_mel_of(self, wave: torch.Tensor) -> torch.Tensor:
         """Raw log-mel of a waveform this dataset produced (e.g. a mix of two of its clips)."""
-        return pad_or_crop(fbank(wave, self.features), self.features.target_length)
+        frames = fbank(wave.numpy(), self.features)
+        return torch.from_numpy(pad_or_crop(frames, self.features.target_length))
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return normalize(self.log_mel(index), self.features)

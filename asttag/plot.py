@@ -117,18 +117,16 @@ def picture_paths(sources: Sequence[str | Path], *, directory: str | Path | None
 # --------------------------------------------------------------------------- recordings
 
 
-def _blocks_frames(blocks: Iterator[Any], features: FeatureConfig) -> Iterator[np.ndarray]:
+def _blocks_frames(blocks: Iterator[np.ndarray], features: FeatureConfig) -> Iterator[np.ndarray]:
     """Log-mel frames of consecutive audio blocks on the recording's one frame grid."""
-    import torch
-
     from .features import fbank
 
-    carry = torch.zeros(0)
+    carry = np.zeros(0, dtype=np.float32)
     for block in blocks:
-        audio = torch.cat([carry, block])
-        count = features.num_frames(audio.numel())
+        audio = np.concatenate([carry, block])
+        count = features.num_frames(audio.size)
         if count:
-            yield fbank(audio, features)[:count].numpy()
+            yield fbank(audio, features)
             audio = audio[count * features.frame_shift_samples :]
         carry = audio
 

@@ -19,10 +19,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
-
-from . import processgroup
 from ._version import __version__
 from .atomic import atomic_write_text
 from .journal import Journal, input_key, run_key
@@ -87,8 +83,11 @@ class Shard:
 
     def device(self, device: str) -> str:
         """`device`, with auto meaning this process's own GPU under torchrun."""
-        if device == "auto" and self.local_rank is not None and torch.cuda.is_available():
-            return f"cuda:{self.local_rank}"
+        if device == "auto" and self.local_rank is not None:
+            import torch  # only under torchrun: a lone process tags without importing torch
+
+            if torch.cuda.is_available():
+                return f"cuda:{self.local_rank}"
         return device
 
 
@@ -263,6 +262,8 @@ def _to_file(job: _Job, paths: Sequence[str], output: Path, *, run: str, shard: 
     keys = {p: input_key(p) for p in paths}
     journal = Journal(output, run=run, rank=shard.rank, world=shard.world)
     if shard.world > 1:
+        from . import processgroup
+
         # Ranks wait for each other only at the end, before rank 0 merges: allow long runs.
         processgroup.join("gloo", timeout=timedelta(days=7))
     status = journal.start()  # JournalBusy while another job writes the same output
@@ -277,6 +278,8 @@ def _to_file(job: _Job, paths: Sequence[str], output: Path, *, run: str, shard: 
                                                     job.writer.chunk(result)))
         journal.close()
         if shard.world > 1:
+            import torch.distributed as dist
+
             dist.barrier()  # every rank's journal is complete
         if shard.rank == 0:
             journal.assemble([keys[p] for p in paths], job.writer)

@@ -19,22 +19,27 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 
 from .audio import AudioError, iter_blocks
 from .choices import AGGREGATES, DEFAULT_DEVICE, PADS, TAG_PRECISIONS
-from .device import autocast, refuse_fp16_off_cuda, resolve_device
 from .features import FeatureConfig, fbank, normalize, window_features
 from .labels import LabelSet
-from .model import TaggingModel
+from .runtime import OnnxModel
 from .thresholds import Threshold, recommended
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import TaggingModel
 
 __all__ = [
     "Tagger",
@@ -51,7 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 5
-_MIN_FRAMES = 32
 _CPU_BATCH_VALUES = 8 * 1024 * 128
 _CPU_BATCH_RANGE = (8, 64)
 _CUDA_BATCH = 32
@@ -212,8 +216,8 @@ class _WindowCutter:
 
     def __init__(self, plan: WindowPlan, features: FeatureConfig, *, pad: str) -> None:
         self.plan, self.features, self.pad = plan, features, pad
-        self._carry = torch.zeros(0)  # audio after the last whole frame
-        self._frames = torch.zeros(0, features.num_mel_bins)  # from absolute frame `_first` on
+        self._carry = np.zeros(0, dtype=np.float32)  # audio after the last whole frame
+        self._frames = np.zeros((0, features.num_mel_bins), dtype=np.float32)  # frame `_first` on
         self._first = 0
         self.emitted = 0  # windows cut so far
 
@@ -221,31 +225,21 @@ class _WindowCutter:
     def total_frames(self) -> int:
         return self._first + self._frames.shape[0]
 
-    def push(self, block: torch.Tensor) -> torch.Tensor:
+    def push(self, block: np.ndarray) -> np.ndarray:
         """Windows whose frames are all here, (k, target_length, mel bins)."""
-        audio = torch.cat([self._carry, block])
-        count = self.features.num_frames(audio.numel())
+        audio = np.concatenate([self._carry, block])
+        count = self.features.num_frames(audio.size)
         if count:
-            self._frames = torch.cat([self._frames, self._fbank(audio, count)])
+            self._frames = np.concatenate([self._frames, fbank(audio, self.features)])
             audio = audio[count * self.features.frame_shift_samples :]
         self._carry = audio
         return self._cut(final=False)
 
-    def _fbank(self, audio: torch.Tensor, count: int) -> torch.Tensor:
-        # torch's small-matrix kernels round differently below a dozen or so rows: computing at
-        # least _MIN_FRAMES frames per call (zeros after the audio, their frames dropped) keeps
-        # each frame's value independent of where a block or a file happens to end.
-        f = self.features
-        least = f.frame_length_samples + (_MIN_FRAMES - 1) * f.frame_shift_samples
-        if audio.numel() < least:
-            audio = torch.cat([audio, audio.new_zeros(least - audio.numel())])
-        return fbank(audio, self.features)[:count]
-
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> np.ndarray:
         """The remaining windows, the last one padded."""
         return self._cut(final=True)
 
-    def _cut(self, *, final: bool) -> torch.Tensor:
+    def _cut(self, *, final: bool) -> np.ndarray:
         plan, total = self.plan, self.total_frames
         if final:
             stop = plan.count(total)
@@ -260,7 +254,7 @@ class _WindowCutter:
         self._frames, self._first = self._frames[drop:], self._first + drop
         return windows
 
-    def _assemble(self, starts: list[int], total: int) -> torch.Tensor:
+    def _assemble(self, starts: list[int], total: int) -> np.ndarray:
         full = self.plan.frames_per_window
         offsets = [s - self._first for s in starts]
         lengths = [min(full, total - s) for s in starts]
@@ -269,16 +263,16 @@ class _WindowCutter:
             for i, (offset, length) in enumerate(zip(offsets, lengths)):
                 if length < full:  # a short clip or the last partial window: tile its frames
                     frames = self._frames[offset : offset + length]
-                    tiled = frames.repeat(math.ceil(self.plan.target_length / length), 1)
+                    tiled = np.tile(frames, (math.ceil(self.plan.target_length / length), 1))
                     out[i] = normalize(tiled[: self.plan.target_length], self.features)
         return out
 
 
-# Messages from the producer of windows (the main process or DataLoader workers) to the scorer.
+# Messages from the producer of windows (this thread or worker threads) to the scorer.
 @dataclass
 class _Windows:
     order: int
-    windows: torch.Tensor
+    windows: np.ndarray
     ends: list[float]  # seconds of audio each window reaches, for progress
 
 
@@ -295,9 +289,12 @@ class _Failed:
     reason: str
 
 
+_Item = _Windows | _Done | _Failed
+
+
 @dataclass
-class _Windowing(torch.utils.data.IterableDataset):
-    """Decode and cut windows for a list of files; DataLoader workers take every n-th file."""
+class _Windowing:
+    """Decode and cut windows for a list of files, or for every `step`-th from `first` on."""
 
     paths: list[str]
     plan: WindowPlan
@@ -305,19 +302,17 @@ class _Windowing(torch.utils.data.IterableDataset):
     pad: str
     block_seconds: float
 
-    def __iter__(self) -> Iterator[_Windows | _Done | _Failed]:
-        worker = torch.utils.data.get_worker_info()
-        first, step = (worker.id, worker.num_workers) if worker else (0, 1)
+    def files(self, first: int = 0, step: int = 1) -> Iterator[_Item]:
         for order in range(first, len(self.paths), step):
             yield from self._file(order, self.paths[order])
 
-    def _file(self, order: int, path: str) -> Iterator[_Windows | _Done | _Failed]:
+    def _file(self, order: int, path: str) -> Iterator[_Item]:
         rate = self.features.sample_rate
         cutter = _WindowCutter(self.plan, self.features, pad=self.pad)
         samples = 0
         try:
             for block in iter_blocks(path, sample_rate=rate, block_seconds=self.block_seconds):
-                samples += block.numel()
+                samples += block.size
                 yield from self._emit(order, cutter, cutter.push(block), samples / rate)
             if cutter.total_frames == 0:
                 raise AudioError(path, f"too short: {samples / rate * 1000:.1f} ms of audio, less "
@@ -328,7 +323,7 @@ class _Windowing(torch.utils.data.IterableDataset):
             return
         yield _Done(order, cutter.emitted, samples / rate)
 
-    def _emit(self, order: int, cutter: _WindowCutter, windows: torch.Tensor,
+    def _emit(self, order: int, cutter: _WindowCutter, windows: np.ndarray,
               decoded: float) -> Iterator[_Windows]:
         if len(windows):
             first = cutter.emitted - len(windows)
@@ -338,9 +333,55 @@ class _Windowing(torch.utils.data.IterableDataset):
             yield _Windows(order, windows, ends)
 
 
-def _single_thread_worker(_: int) -> None:
-    # Workers decode and compute features; the model's threads belong to the main process.
-    torch.set_num_threads(1)
+# Items a worker thread may get ahead of the model: bounds memory (a few blocks of windows).
+_QUEUE_ITEMS = 4
+
+
+def _in_threads(windowing: _Windowing, workers: int) -> Iterator[_Item]:
+    """`windowing`'s items produced by `workers` threads (worker i takes every workers-th file
+    from the i-th), in the order they come. Decoding and the fbank run in numpy and libsndfile,
+    which release the GIL, so threads overlap them with the model. An error in a worker is
+    raised here; leaving early stops the workers."""
+    items: queue.Queue = queue.Queue(maxsize=_QUEUE_ITEMS * workers)
+    stop = threading.Event()
+    finished = object()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work(first: int) -> None:
+        try:
+            for item in windowing.files(first, workers):
+                if not put(item):
+                    return
+        except BaseException as e:  # noqa: BLE001 (handed to the consumer, which raises it)
+            put(e)
+        put(finished)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True, name=f"asttag-decode-{i}")
+               for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        running = workers
+        while running:
+            item = items.get()
+            if item is finished:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 @dataclass
@@ -369,12 +410,12 @@ class Tagger:
     without a threshold, all over it with one). Events use `threshold`, by default the one the
     model's checkpoint recommends (`thresholds.recommended`: 0.5 where it holds none).
     `batch_size` windows go through the model at a time (default: `default_batch_size`).
-    `workers` > 0 decodes and computes features in that many processes while the model runs.
+    `workers` > 0 decodes and computes features in that many threads while the model runs.
     """
 
     def __init__(
         self,
-        model: TaggingModel,
+        model: TaggingModel | OnnxModel,
         *,
         device: str | torch.device = DEFAULT_DEVICE,
         precision: str = "fp32",
@@ -387,7 +428,7 @@ class Tagger:
         threshold: float | None = None,
         labels: Iterable[str | int] | None = None,
         workers: int = 0,
-        block_seconds: float = 60.0,
+        block_seconds: float = 10.0,
     ) -> None:
         _check_choice("precision", precision, TAG_PRECISIONS)
         _check_choice("pad", pad, PADS)
@@ -411,10 +452,9 @@ class Tagger:
                 100 * self.plan.unanalysed_fraction,
                 self.plan.seconds(self.plan.hop_frames - self.plan.window_frames),
             )
-        self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = precision
-        self.model = _prepare(model, device=self.device, precision=precision)
-        self.batch_size = batch_size or default_batch_size(self.features, self.device.type)
+        self.engine = self._engine(model, device=device, precision=precision)
+        self.batch_size = batch_size or default_batch_size(self.features, self.engine.device_type)
         self.pad = pad
         self.aggregate = aggregate or default_aggregate(self.label_set)
         self.threshold = threshold
@@ -440,9 +480,10 @@ class Tagger:
             "event_threshold": self.event_threshold,
             "labels": self.label_indices.tolist(),
             "precision": self.precision,
-            # Batch shape and device choose the kernels, which round differently.
+            # Batch shape, device and runtime choose the kernels, which round differently.
             "batch_size": self.batch_size,
-            "device": self.device.type,
+            "device": self.engine.device_type,
+            "runtime": self.engine.name,
         }
 
     def tag(self, path: str | Path) -> TagResult:
@@ -459,14 +500,24 @@ class Tagger:
 
         `progress` is called with the seconds of audio each step has newly covered.
         """
-        names = [str(p) for p in paths]
+        from threadpoolctl import ThreadpoolController
+
+        # numpy's OpenBLAS (the fbank's and the resampler's small products) keeps its threads
+        # spinning after each call, on the cores the model's threads need: with one thread the
+        # default model tagged a 10-minute file 1.3x as fast on 2 cores. The model's own BLAS
+        # (torch's MKL, ONNX Runtime's MLAS) is not OpenBLAS and keeps its threads.
+        with ThreadpoolController().select(internal_api="openblas").limit(limits=1):
+            yield from self._tag_many([str(p) for p in paths], progress)
+
+    def _tag_many(self, names: list[str], progress: Callable[[float], None] | None
+                  ) -> Iterator[TagResult | TagFailure]:
         pending: dict[int, _Pending] = {}
-        rows: list[tuple[int, torch.Tensor, float]] = []  # (file order, window, its end time)
+        rows: list[tuple[int, np.ndarray, float]] = []  # (file order, window, its end time)
         finished: dict[int, TagResult | TagFailure] = {}
         next_out = 0
 
-        def score(batch: list[tuple[int, torch.Tensor, float]]) -> None:
-            probabilities = self._predict(torch.stack([window for _, window, _ in batch]))
+        def score(batch: list[tuple[int, np.ndarray, float]]) -> None:
+            probabilities = self._predict(np.stack([window for _, window, _ in batch]))
             for (order, _, end), p in zip(batch, probabilities):
                 state = pending[order]
                 state.scores.append(p)
@@ -499,32 +550,29 @@ class Tagger:
             yield finished.pop(next_out)
             next_out += 1
 
-    def _items(self, paths: list[str]) -> Iterator[_Windows | _Done | _Failed]:
-        dataset = _Windowing(paths, self.plan, self.features, self.pad, self.block_seconds)
+    def _engine(self, model: TaggingModel | OnnxModel, *, device: str | torch.device,
+                precision: str) -> Engine:
+        if isinstance(model, OnnxModel):
+            return model.engine(str(device), precision)
+        return TorchEngine(model, device=device, precision=precision)
+
+    def _items(self, paths: list[str]) -> Iterator[_Item]:
+        windowing = _Windowing(paths, self.plan, self.features, self.pad, self.block_seconds)
         if self.workers == 0 or not paths:
-            return iter(dataset)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=None, num_workers=min(self.workers, len(paths)),
-            worker_init_fn=_single_thread_worker,
-        )
-        return iter(loader)
+            return windowing.files()
+        return _in_threads(windowing, min(self.workers, len(paths)))
 
-    def _autocast(self):
-        # int8 models are quantised already (_prepare); the rest of their ops run in fp32.
-        return autocast(self.device, "fp32" if self.precision == "int8" else self.precision)
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities (B, classes) float32 of a batch of model inputs as the tagger computes
+        them: on its device, in its precision, with its runtime."""
+        return self.engine.predict(windows)
 
-    def predict(self, windows: torch.Tensor) -> torch.Tensor:
-        """Probabilities (B, classes) of a batch of model inputs as the tagger computes them:
-        on its device, in its precision; left on the device."""
-        with torch.inference_mode(), self._autocast():
-            return self.model.predict(windows.to(self.device))
-
-    def _predict(self, windows: torch.Tensor) -> list[np.ndarray]:
+    def _predict(self, windows: np.ndarray) -> list[np.ndarray]:
         n = windows.shape[0]
-        if n < self.batch_size and self.device.type != "cpu":  # see the module's docstring
-            windows = torch.cat([windows, windows.new_zeros(self.batch_size - n, *windows.shape[1:])])
-        p = self.predict(windows).float().cpu().numpy()
-        return list(p[:n])
+        if n < self.batch_size and self.engine.pads_batches:  # see the module's docstring
+            windows = np.concatenate([windows, np.zeros((self.batch_size - n, *windows.shape[1:]),
+                                                        dtype=windows.dtype)])
+        return list(self.predict(windows)[:n])
 
     def _complete(self, order: int, pending: dict[int, _Pending],
                   finished: dict[int, TagResult | TagFailure],
@@ -590,7 +638,8 @@ class Tagger:
     def _events(self, scores: np.ndarray, duration: float) -> list[Event]:
         first, last = self.plan.frame_spans(len(scores))
         events = []
-        for index in self.label_indices:
+        over_any = (scores[:, self.label_indices] >= self.event_threshold).any(axis=0)
+        for index in self.label_indices[over_any]:  # most labels are under it everywhere
             over = scores[:, index] >= self.event_threshold
             i = 0
             while i < len(over):
@@ -631,14 +680,60 @@ def _resolve_labels(label_set: Any, labels: Iterable[str | int] | None) -> np.nd
     return np.array(sorted(set(indices)))
 
 
+class Engine(Protocol):
+    """What runs the model for the tagger: numpy inputs in, probabilities out."""
+
+    name: str  # "torch" or "onnxruntime"
+    device_type: str  # "cpu" or "cuda"
+    pads_batches: bool  # whether a short last batch is padded to the full shape
+
+    def predict(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+class TorchEngine:
+    """A torch model on its device, in its precision. On a CPU the model computes a window the
+    same in a batch of any size (AST.classify); other devices' kernels may depend on the batch
+    shape, so their batches are padded to the full one."""
+
+    name = "torch"
+
+    def __init__(self, model: TaggingModel, *, device: str | torch.device, precision: str) -> None:
+        from .device import resolve_device
+
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device_type = self.device.type
+        self.pads_batches = self.device_type != "cpu"
+        self.precision = precision
+        self.model = _prepare(model, device=self.device, precision=precision)
+
+    def predict(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        from .device import autocast
+
+        # int8 models are quantised already (_prepare); the rest of their ops run in fp32.
+        with torch.inference_mode(), autocast(self.device, "fp32" if self.precision == "int8"
+                                              else self.precision):
+            outputs = self.forward(torch.from_numpy(windows).to(self.device))
+        return outputs.float().cpu().numpy()
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """The model's outputs for a batch on the device: its probabilities."""
+        return self.model.predict(windows)
+
+
 def _prepare(model: TaggingModel, *, device: torch.device, precision: str) -> TaggingModel:
     """The model on `device`, in eval mode; for int8 with its linear layers quantised.
 
-    bf16 and fp16 keep fp32 weights and run under autocast (Tagger._autocast): the matrix
+    bf16 and fp16 keep fp32 weights and run under autocast (TorchEngine.predict): the matrix
     multiplies take the low precision, while the residual stream, normalisation and softmax
     stay in fp32. Casting the whole model instead was no faster on the CPU and further from
     fp32 (8 windows of AST base: top-5 overlap 4.75 against 4.88 of 5).
     """
+    import torch
+
+    from .device import refuse_fp16_off_cuda
+
     if precision == "int8":
         if device.type != "cpu":
             raise ValueError(f"int8 (dynamic quantisation) runs on the CPU only, not on {device}")

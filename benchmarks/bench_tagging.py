@@ -6,9 +6,11 @@ generated 48 kHz stereo recording, the same windows (10.24 s, hop 10.24 s) and b
 Each run counts the whole pipeline from the checkpoint on disk to the top-5 clip tags as text:
 model loading, decoding, resampling, features, the model and the output.
 
-- asttag: the code `asttag tag FILE -f csv` runs (hub.load_model, Tagger with the CLI's default
-  of one decode worker, the csv writer), in this process so that its per-window scores can be
-  compared; its argument parsing and imports are not counted (see --startup).
+- asttag: the code `asttag tag FILE -f csv` runs (the model on the runtime the CLI picks: ONNX
+  Runtime for fp32 where the onnx extra is installed, its export made once before the rounds and
+  timed apart, else torch; Tagger with the CLI's default of one decode thread, the csv writer),
+  in this process so that its per-window scores can be compared; its argument parsing and
+  imports are not counted (see --startup).
 - transformers: what a user would write: soundfile, torchaudio's resampler, 10.24 s chunks,
   ASTFeatureExtractor and ASTForAudioClassification (sdpa attention) on 8 chunks at a time,
   sigmoid, the max over windows and its top 5. Always fp32: the reference for every row.
@@ -77,12 +79,14 @@ def run_asttag(recording: Path, model: Path, *, precision: str, batch_size: int,
                workers: int, device: str = "cpu") -> Run:
     """`asttag tag RECORDING -m MODEL -f csv` as the CLI runs it, timed from loading the model."""
     from asttag.hub import load_model
+    from asttag.runtime import onnx_model
     from asttag.tagger import Tagger
     from asttag.writers import StreamOutput, make_writer
 
     started = time.perf_counter()
-    tagger = Tagger(load_model(str(model)), device=device, precision=precision,
-                    batch_size=batch_size, workers=workers)
+    net = (onnx_model(str(model), runtime="auto", device=device, precision=precision)
+           or load_model(str(model)))
+    tagger = Tagger(net, device=device, precision=precision, batch_size=batch_size, workers=workers)
     out = StreamOutput(io.StringIO(), make_writer("csv"))
     (result,) = tagger.tag_many([recording])
     out.write(result)
@@ -187,6 +191,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model, exported, recording = prepare(args.dir or Path(tmp), args.minutes)
         print(f"before: {load_note()}", file=sys.stderr)
+        from asttag.runtime import onnx_model
+
+        exporting = time.perf_counter()
+        runtime = onnx_model(str(model), runtime="auto", device="cpu")
+        print(f"asttag fp32 runs on {runtime.name if runtime else 'torch'}"
+              + (f" (exported once in {time.perf_counter() - exporting:.1f} s)" if runtime else ""),
+              file=sys.stderr)
         best: dict[str, Run] = {}
         for _ in range(args.repeat):
             runs = [lambda: run_transformers(recording, exported, batch_size=args.batch_size)]

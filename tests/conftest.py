@@ -17,6 +17,15 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Models and exports the tests make go to a cache of their own, never the user's: tagging
+    exports a checkpoint for ONNX Runtime into $ASTTAG_CACHE on first use."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASTTAG_CACHE", str(tmp_path_factory.mktemp("asttag-cache")))
+        yield
+
+
 def tiny_config(**overrides):
     """A small AST config that runs in milliseconds on a CPU."""
     from asttag.model import ASTConfig

@@ -54,9 +54,9 @@ def test_patch_embeddings_are_the_mean_of_the_patch_tokens(tmp_path):
     path = write_wave(tmp_path / "short.wav", 0.5)  # one window: the whole clip
     (result,) = embedder(patches=True).tag_many([str(path)])
 
-    wave = torch.from_numpy(sf.read(str(path), dtype="float32")[0])
+    wave = sf.read(str(path), dtype="float32")[0]
     with torch.no_grad():
-        pooled, tokens = model.embed(clip_features(wave, 16000, model.features)[None],
+        pooled, tokens = model.embed(torch.from_numpy(clip_features(wave, 16000, model.features))[None],
                                      return_tokens=True)
     np.testing.assert_allclose(result.embeddings, pooled.numpy(), atol=1e-5)
     np.testing.assert_allclose(result.patch_embeddings, tokens.mean(dim=1).numpy(), atol=1e-5)

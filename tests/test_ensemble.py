@@ -206,8 +206,8 @@ def generated_clips(n: int, *, seed: int) -> tuple[torch.Tensor, np.ndarray]:
         for k in rng.choice(4, size=rng.integers(1, 3), replace=False):
             targets[i, k] = 1
             wave += 0.4 * np.sin(2 * np.pi * (500 * (k + 1) + rng.normal(0, 60)) * t)
-        inputs.append(normalize(fbank(torch.from_numpy(wave).float(), FEATURES), FEATURES))
-    return torch.stack(inputs), targets
+        inputs.append(normalize(fbank(wave.astype(np.float32), FEATURES), FEATURES))
+    return torch.from_numpy(np.stack(inputs)), targets
 
 
 def trained(model: AST, x: torch.Tensor, y: np.ndarray, *, steps: int = 30) -> AST:

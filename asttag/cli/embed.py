@@ -87,7 +87,7 @@ def embed(
                             batch_size=batch_size, window=window, hop=hop, pad=pad,
                             workers=workers)
         name = embedding_format(output) if output else (fmt or EMBEDDING_FORMATS[0])
-        writer = make_embedding_writer(name, dim=embedder.model.config.embed_dim, patches=patches)
+        writer = make_embedding_writer(name, dim=embedder.embed_dim, patches=patches)
     except (TypeError, ValueError) as e:
         usage(f"{model}: {e}" if isinstance(e, TypeError) else str(e))
     progress = JobProgress(enabled=not quiet and shard.rank == 0 and console.is_terminal,

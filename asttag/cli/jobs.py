@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from ..model import TaggingModel
     from ..runs import JobError, JobObserver, JobPlan, Shard
+    from ..runtime import OnnxModel
     from ..tagger import TagFailure, TagResult
 else:
     # The type checker holds JobProgress to the observer's methods; at run time asttag.runs
@@ -239,9 +240,9 @@ def steady_heap() -> None:
 
 def job_model(model: str, *, device: str, threads: int | None = None,
               shard: Shard | None = None) -> tuple[TaggingModel, torch.device]:
-    """The model a tagging job runs, loaded on the CPU, and the device it runs on (this rank's,
-    under torchrun); steadies the heap and sets the CPU threads first. Exits on a bad model
-    (1) or device (2)."""
+    """The model a job runs with torch, loaded on the CPU, and the device it runs on (this
+    rank's, under torchrun); steadies the heap and sets the CPU threads first. Exits on a bad
+    model (1) or device (2)."""
     import torch
 
     from ..checkpoint import CheckpointError
@@ -259,6 +260,35 @@ def job_model(model: str, *, device: str, threads: int | None = None,
         return load_model(model, device="cpu"), target
     except (CheckpointError, HubError) as e:
         fail(str(e))
+
+
+def tagging_model(model: str, *, device: str, threads: int | None, shard: Shard, runtime: str,
+                  precision: str, quiet: bool) -> tuple[TaggingModel | OnnxModel, torch.device | str]:
+    """`job_model`, or with `runtime` "auto" or "onnxruntime" an `OnnxModel` wherever ONNX
+    Runtime can run it (runtime.onnx_model), loaded without importing torch; a first use's
+    export is told on stderr unless `quiet`. Exits on a bad model (1), runtime or device (2)."""
+    from ..runtime import RuntimeChoiceError, onnx_model
+
+    def announce(checkpoint: Path) -> None:
+        if not quiet:
+            note(f"{checkpoint}: exported for ONNX Runtime on first use, once "
+                 "(a few seconds; later runs start without torch)")
+
+    try:
+        onnx = onnx_model(model, runtime=runtime, device=shard.device(device), precision=precision,
+                          threads=threads, announce=announce)
+    except RuntimeChoiceError as e:
+        usage(str(e))
+    except ValueError as e:
+        from ..checkpoint import CheckpointError  # only a checkpoint being exported raises one
+
+        if not isinstance(e, CheckpointError):
+            raise
+        fail(str(e))
+    if onnx is None:
+        return job_model(model, device=device, threads=threads, shard=shard)
+    steady_heap()
+    return onnx, "cpu"
 
 
 def interrupted(progress: JobProgress, *, to_stdout: bool, output_dir: Path | None) -> NoReturn:

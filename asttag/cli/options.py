@@ -226,7 +226,7 @@ Threads = Annotated[Optional[int], typer.Option(
     help="CPU threads for the model (default: torch's, one per core).")]
 JobWorkers = Annotated[int, typer.Option(
     "--workers", "-j", parser=number(whole=True, at_least=0), metavar="N",
-    help="Processes decoding and computing features while the model runs (0: in turn).")]
+    help="Threads decoding and computing features while the model runs (0: in turn).")]
 JobQuiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 ErrorsLog = Annotated[Optional[Path], typer.Option(
     "--errors-log", metavar="FILE",

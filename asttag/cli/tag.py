@@ -15,18 +15,27 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ..choices import AGGREGATES, PADS, TAG_PRECISIONS, Aggregate, Pad, TagPrecision
+from ..choices import (
+    AGGREGATES,
+    PADS,
+    RUNTIMES,
+    TAG_PRECISIONS,
+    Aggregate,
+    Pad,
+    Runtime,
+    TagPrecision,
+)
 from ..writers import WRITERS, format_for
 from .app import EXIT_FAILED, EXIT_OK, app, console, fail, stdout_fault
 from .jobs import (
     JobProgress,
     PausedStdout,
     interrupted,
-    job_model,
     job_usage,
     label_keys,
     note,
     read_inputs,
+    tagging_model,
     usage,
 )
 from .options import (
@@ -75,7 +84,8 @@ def _nothing_passed(tagger: Tagger, mode: str, result: TagResult) -> str | None:
 
 # The core's choices as the help shows them.
 _FORMATS = ", ".join(WRITERS)
-_AGGREGATES, _PADS, _PRECISIONS = ("|".join(c) for c in (AGGREGATES, PADS, TAG_PRECISIONS))
+_AGGREGATES, _PADS, _PRECISIONS, _RUNTIMES = (
+    "|".join(c) for c in (AGGREGATES, PADS, TAG_PRECISIONS, RUNTIMES))
 
 def _picture_paths(paths: list[str], directory: Path) -> dict[Path, Path]:
     """Where --plot draws each input; what cannot be drawn is refused before any work."""
@@ -146,6 +156,11 @@ def tag(
     precision: TagPrecision = typer.Option(
         "fp32", "--precision", metavar=_PRECISIONS,
         help="fp32, bf16, fp16 (CUDA) or int8 (CPU)."),
+    runtime: Runtime = typer.Option(
+        "auto", "--runtime", metavar=_RUNTIMES,
+        help="What runs the model: torch, or ONNX Runtime (CPU, fp32, asttag checkpoints; needs "
+             "asttag[onnx]; starts 1.6 s sooner: no torch import). auto: ONNX Runtime where it "
+             "can, the first use of a model exporting it into the cache once; else torch."),
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", "-b", parser=COUNT, metavar="N",
         help="Windows per forward pass (default: 32 on CUDA; on a CPU 8 for full-size models, "
@@ -199,7 +214,8 @@ def tag(
     from ..runs import tag_files
     from ..tagger import Tagger
 
-    net, target = job_model(model, device=device, threads=threads, shard=shard)
+    net, target = tagging_model(model, device=device, threads=threads, shard=shard,
+                                runtime=runtime, precision=precision, quiet=quiet)
     try:
         tagger = Tagger(
             net, device=target, precision=precision,

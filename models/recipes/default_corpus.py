@@ -548,14 +548,11 @@ def _riff_chunks(data: bytes) -> dict[bytes, tuple[int, int]]:
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """(samples, channels) float32 at `rate` -> mono samples at 16 kHz, resampled as asttag does."""
-    import torch
-
     from asttag.audio import resample
 
-    # numpy's channel mean, not asttag.audio.to_mono: torch's rounds differently (by one ulp)
-    # from five channels on, and the corpus must rebuild bit for bit.
-    mono = torch.from_numpy(np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32))
-    return resample(mono, rate, SAMPLE_RATE).numpy()
+    # The mean along each frame's channels, as the corpus has always been built: asttag's to_mono
+    # adds (channels, samples) rows, which rounds differently from eight channels on.
+    return resample(samples.mean(axis=1), rate, SAMPLE_RATE)
 
 
 def segment_bounds(num_samples: int, segment_samples: int) -> list[tuple[int, int]]:

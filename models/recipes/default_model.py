@@ -139,13 +139,11 @@ def read_clip(corpus: Path, row: dict, rng: np.random.Generator | None = None,
 
 def change_speed(wave: np.ndarray, factor: float) -> np.ndarray:
     """Play `factor` times faster (pitch up by the same ratio), by resampling."""
-    import torch
-
     from asttag.audio import resample
 
     # Rates in hundreds keep the resampler's kernel small.
     new_rate = int(round(SAMPLE_RATE / factor / 100) * 100)
-    return resample(torch.from_numpy(wave), SAMPLE_RATE, new_rate).numpy()
+    return resample(wave, SAMPLE_RATE, new_rate)
 
 
 def augmented(wave: np.ndarray, rng: np.random.Generator, *, speed_p: float) -> np.ndarray:
