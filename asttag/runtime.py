@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = threads or default_threads()
         options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -96,6 +97,17 @@ class OnnxModel:
         """Probabilities (B, classes) float32 of normalised log-mel windows (B, frames, bins)."""
         (probabilities,) = self.session.run(["probabilities"], {"fbank": windows})
         return probabilities
+
+
+def default_threads() -> int:
+    """The operator threads when none are asked for: OMP_NUM_THREADS where it is set, as torch
+    takes it, else every CPU this process may run on."""
+    text = os.environ.get("OMP_NUM_THREADS", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if hasattr(os, "sched_getaffinity"):  # Linux: the CPUs this process may use
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _export_path(checkpoint: Path) -> Path:
@@ -137,6 +149,10 @@ def _missing(*modules: str) -> list[str]:
 def _gpu_possible() -> bool:
     """Whether CUDA could be here: without an NVIDIA or ROCm driver it cannot, and knowing that
     needs no torch."""
+    if sys.platform == "win32":
+        import ctypes.util
+
+        return ctypes.util.find_library("nvcuda") is not None
     return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
 
 

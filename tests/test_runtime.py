@@ -160,3 +160,10 @@ def test_the_command_says_once_that_it_exports_on_first_use(saved, tmp_path, mon
     assert first.exit_code == again.exit_code == 0, first.stderr
     assert "exported for ONNX Runtime on first use, once" in first.stderr
     assert "exported" not in again.stderr and first.stdout == again.stdout
+
+
+def test_operator_threads_follow_omp_num_threads_as_torchs_do(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.default_threads() == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert runtime.default_threads() == len(os.sched_getaffinity(0))
