@@ -45,10 +45,9 @@ def _keep_torch_threads():
 
 
 def invoke(model: Path, *args, stdin: str | None = None):
-    # Decoding in turn (--workers 0): forking a worker from pytest's large process costs more
-    # than these short files take to tag; the real-process tests run the default worker.
+    # The default decoding thread, as a user runs it.
     runner = CliRunner()
-    return runner.invoke(app, ["tag", "-m", str(model), "--threads", "1", "--workers", "0",
+    return runner.invoke(app, ["tag", "-m", str(model), "--threads", "1",
                                *map(str, args)], input=stdin)
 
 

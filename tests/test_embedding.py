@@ -158,9 +158,7 @@ def model_path(tmp_path):
 
 
 def invoke(*args):
-    # Decoding in turn (--workers 0): forking a worker from pytest's large process costs more
-    # than these short files take to tag; the real-process tests run the default worker.
-    return CliRunner().invoke(app, ["embed", "--workers", "0", *map(str, args)])
+    return CliRunner().invoke(app, ["embed", *map(str, args)])  # the default decoding thread
 
 
 def test_cli_embeds_files_and_reports_a_bad_one(model_path, recordings, tmp_path):

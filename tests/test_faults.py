@@ -65,9 +65,8 @@ def recordings(tmp_path_factory) -> list[Path]:
 
 
 def tag(model: Path, *args):
-    # Decoding in turn (--workers 0): forking a worker from pytest's large process costs more
-    # than these short files take to tag; the real-process tests run the default worker.
-    return CliRunner().invoke(app, ["tag", "-m", str(model), "--threads", "1", "--workers", "0",
+    # The default decoding thread, as a user runs it.
+    return CliRunner().invoke(app, ["tag", "-m", str(model), "--threads", "1",
                                     "--segments", *map(str, args)])
 
 
