@@ -35,7 +35,7 @@ from .features import FeatureConfig
 from .fileformat import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, check_stamp
 from .labels import LabelSet
 
-__all__ = ["RuntimeChoiceError", "OnnxModel", "cached_export", "onnx_model"]
+__all__ = ["RuntimeChoiceError", "OnnxModel", "cached_export", "default_threads", "onnx_model"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class OnnxModel:
 
     @classmethod
     def load(cls, path: str | Path, *, threads: int | None = None) -> OnnxModel:
-        """An .onnx file written by `export.export_onnx`, with `threads` (default: every CPU
-        this process may use) for its operators."""
+        """An .onnx file written by `export.export_onnx`, with `threads` (default:
+        `default_threads()`) for its operators."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -74,8 +74,7 @@ class OnnxModel:
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 (onnxruntime raises its own types; the reason is the message)
-            raise RuntimeChoiceError(f"{path}: ONNX Runtime cannot load it ({e}); delete it to "
-                                     "export again") from None
+            raise RuntimeChoiceError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         meta = session.get_modelmeta().custom_metadata_map
         try:
             features = FeatureConfig.from_dict(json.loads(meta["features"]))
@@ -221,4 +220,9 @@ def onnx_model(source: str, *, runtime: str = "auto", device: str = "auto",
             raise RuntimeChoiceError(f"{checkpoint}: {e}") from None
         log.warning("%s: %s; tagging with torch", checkpoint, e)
         return None
-    return OnnxModel.load(export, threads=threads)
+    try:
+        return OnnxModel.load(export, threads=threads)
+    except RuntimeChoiceError as e:  # a damaged cache entry is made again, not reported
+        log.warning("%s; exporting it again", e)
+        export.unlink(missing_ok=True)
+        return OnnxModel.load(cached_export(checkpoint, announce=announce), threads=threads)

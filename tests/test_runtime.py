@@ -120,11 +120,19 @@ def test_auto_keeps_a_machine_with_a_gpu_driver_on_torch(saved, in_cache, monkey
     assert isinstance(onnx_model(str(saved), runtime="auto", device="cpu"), OnnxModel)
 
 
-def test_a_damaged_export_is_refused_with_what_to_do(saved, in_cache):
-    bad = cached_export(saved).with_name("damaged.onnx")
+def test_a_damaged_export_is_refused_and_a_damaged_cache_entry_made_again(saved, tmp_path,
+                                                                         monkeypatch):
+    bad = tmp_path / "damaged.onnx"
     bad.write_bytes(b"not a graph")
     with pytest.raises(RuntimeChoiceError, match="damaged.onnx: ONNX Runtime cannot load it"):
         OnnxModel.load(bad)
+    monkeypatch.setenv("ASTTAG_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy.safetensors"
+    copy.write_bytes(saved.read_bytes())
+    entry = cached_export(copy)
+    entry.write_bytes(b"truncated")  # a disk fault, a killed copy: the cache is asttag's to mend
+    model = onnx_model(str(copy), runtime="onnxruntime", device="cpu")
+    assert isinstance(model, OnnxModel) and model.path == entry and entry.stat().st_size > 1000
 
 
 def test_the_command_tags_without_importing_torch(saved, cache, tmp_path):
