@@ -7,12 +7,14 @@ window, what tagging each window cut out as its own file gives. Windows from man
 batched together, and each window's scores are independent of its neighbours in the batch, so
 reruns, resumed runs and sharded runs agree to the bit (int8 excepted: dynamic quantisation
 scales by the whole batch). On a CPU the model computes a window the same in a batch of any size
-(AST.classify; the tests check it), so the last batch runs with the windows it has; on other
-devices, whose kernels may depend on the batch shape, it is padded to the full shape.
+(AST.classify, and ONNX Runtime; the tests check both), so the last batch runs with the windows
+it has; on other devices, whose kernels may depend on the batch shape, it is padded to the full
+shape.
 
-The model is used only through `features`, `labels`, `predict`, `to` and `eval` (the
-`model.TaggingModel` protocol), so anything offering those (an ensemble bundle) tags like a
-single model.
+The front end (decoding, resampling, the fbank, cutting windows) is numpy; an engine runs the
+model on numpy batches: `TorchEngine` for a torch model, used only through `features`,
+`labels`, `predict`, `to` and `eval` (the `model.TaggingModel` protocol, so an ensemble bundle
+tags like a single model), or a `runtime.OnnxModel` itself, which needs no torch at all.
 """
 
 from __future__ import annotations
@@ -398,8 +400,9 @@ class _Pending:
 class Tagger:
     """Tag files with a model: sliding windows, batching, aggregation, segments and events.
 
-    The model is moved to `device` and runs in `precision` (bf16/fp16: autocast; int8: dynamic
-    quantisation of the linear layers, CPU only). `window` and `hop` are in seconds, multiples of
+    A torch model is moved to `device` and runs in `precision` (bf16/fp16: autocast; int8:
+    dynamic quantisation of the linear layers, CPU only); a `runtime.OnnxModel` runs on the CPU
+    in fp32 and refuses anything else. `window` and `hop` are in seconds, multiples of
     10 ms; the window defaults to the model's input length, the hop to the window. A hop longer
     than the window logs a warning with the share of audio no window sees
     (`plan.unanalysed_fraction`). `pad` fills
