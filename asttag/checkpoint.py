@@ -26,7 +26,13 @@ import torch
 from ._version import __version__
 from .atomic import atomic_directory
 from .features import AUDIOSET_STATS, ESC50_STATS, SPEECH_COMMANDS_STATS, FeatureConfig
-from .fileformat import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, check_stamp, write_safetensors
+from .fileformat import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    check_stamp,
+    safetensors_metadata,
+    write_safetensors,
+)
 from .labels import LabelSet, audioset, esc50, speech_commands
 from .model import AST, ASTConfig
 
@@ -86,13 +92,7 @@ def description_metadata(model: AST) -> dict[str, str]:
 
 def safetensors_header(path: str | Path) -> dict[str, str]:
     """The raw string metadata of a .safetensors file (empty when it has none)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except Exception as e:  # noqa: BLE001 (safetensors raises several types for a damaged header)
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+    return safetensors_metadata(path, error=CheckpointError)
 
 
 def checked_header(path: Path, *, format_name: str, max_version: int, what: str) -> dict[str, str]:

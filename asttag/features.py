@@ -3,7 +3,8 @@
 The features are the official ones: torchaudio's Kaldi compliance fbank with the AST recipe's
 settings (Hann window, 25 ms frames every 10 ms, no dither, HTK-compatible, no energy), with its
 mel filters. `fbank` computes the same steps as `torchaudio.compliance.kaldi.fbank` for these
-settings, equal to it within 1e-5 in log-mel (tested), at about twice its speed: the window and
+settings, equal to it up to float32 rounding (the nearer of the two to the same steps in
+float64: within 3e-4 in log-mel where torchaudio is 1.5e-3 away; tested), faster: the window and
 the filters are built once per setting, not per call, and the power spectrum is re^2 + im^2
 rather than the magnitude's square root squared; the frame log-energy Kaldi computes and these
 settings discard is not computed at all (README, Performance). It is numpy, not torch, so that
@@ -38,6 +39,7 @@ __all__ = [
     "ESC50_STATS",
     "SPEECH_COMMANDS_STATS",
     "fbank",
+    "BlockFbank",
     "pad_or_crop",
     "normalize",
     "convert_input",
@@ -136,6 +138,23 @@ def fbank(wave: np.ndarray, config: FeatureConfig) -> np.ndarray:
         group[n:] = 0
         out[first : first + n] = _log_mel(group, padded, window, filters)[:n]
     return out
+
+
+class BlockFbank:
+    """The fbank of a recording fed in consecutive audio blocks, on its one frame grid: each
+    block gives the frames it completes, the audio after the last whole frame waits for the
+    next block, so the frames equal those of the whole recording at once (bit for bit)."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self._carry = np.zeros(0, dtype=np.float32)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """The frames (frames, mel bins) completed by `block`; none while one is not whole."""
+        audio = np.concatenate([self._carry, block])
+        frames = fbank(audio, self.config)
+        self._carry = audio[len(frames) * self.config.frame_shift_samples :]
+        return frames
 
 
 def _log_mel(frames: np.ndarray, padded: np.ndarray, window: np.ndarray,

@@ -18,11 +18,24 @@ from .atomic import atomic_path
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "stamp", "check_stamp", "write_safetensors"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "stamp", "check_stamp", "safetensors_metadata",
+           "write_safetensors"]
 
 # The asttag checkpoint's stamp (checkpoint.py), here so that code without torch can tell one.
 CHECKPOINT_FORMAT = "asttag"
 CHECKPOINT_VERSION = 1
+
+
+def safetensors_metadata(path: str | Path, *, error: type[Exception]) -> dict[str, str]:
+    """The raw string metadata of a .safetensors file (empty when it has none), read without
+    torch; `error` names `path` when it is not a readable one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return f.metadata() or {}
+    except Exception as e:  # noqa: BLE001 (safetensors raises several types for a damaged header)
+        raise error(f"{path}: not a readable .safetensors file ({e})") from None
 
 
 def stamp(format_name: str, format_version: int) -> dict[str, str | int]:

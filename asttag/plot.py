@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,20 +117,6 @@ def picture_paths(sources: Sequence[str | Path], *, directory: str | Path | None
 # --------------------------------------------------------------------------- recordings
 
 
-def _blocks_frames(blocks: Iterator[np.ndarray], features: FeatureConfig) -> Iterator[np.ndarray]:
-    """Log-mel frames of consecutive audio blocks on the recording's one frame grid."""
-    from .features import fbank
-
-    carry = np.zeros(0, dtype=np.float32)
-    for block in blocks:
-        audio = np.concatenate([carry, block])
-        count = features.num_frames(audio.size)
-        if count:
-            yield fbank(audio, features)
-            audio = audio[count * features.frame_shift_samples :]
-        carry = audio
-
-
 def spectrogram_columns(path: str | Path, features: FeatureConfig, *, duration: float,
                         columns: int = DEFAULT_WIDTH, block_seconds: float = 60.0) -> np.ndarray:
     """The log-mel spectrogram of a file as (mel bins, n) with n <= `columns`: each column the
@@ -138,6 +124,7 @@ def spectrogram_columns(path: str | Path, features: FeatureConfig, *, duration: 
     on `columns` and `block_seconds`, not on the file's length. `duration` is the file's length
     in seconds (a tag result's), which fixes the columns before the audio is read."""
     from .audio import iter_blocks
+    from .features import BlockFbank
 
     total = max(1, features.num_frames(round(duration * features.sample_rate)))
     n = max(1, min(columns, total))
@@ -145,7 +132,10 @@ def spectrogram_columns(path: str | Path, features: FeatureConfig, *, duration: 
     counts = np.zeros(n)
     first = 0  # absolute index of the block's first frame
     blocks = iter_blocks(path, sample_rate=features.sample_rate, block_seconds=block_seconds)
-    for frames in _blocks_frames(blocks, features):
+    stream = BlockFbank(features)
+    for frames in map(stream.push, blocks):
+        if not len(frames):  # a block shorter than the rest of a frame
+            continue
         column = np.minimum((first + np.arange(len(frames))) * n // total, n - 1)
         # Columns rise through a block: sum each run of equal columns at once.
         runs = np.flatnonzero(np.r_[True, column[1:] != column[:-1]])

@@ -32,7 +32,7 @@ from ._version import __version__
 from .catalog import cache_dir, local_model
 from .choices import RUNTIMES
 from .features import FeatureConfig
-from .fileformat import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, check_stamp
+from .fileformat import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, check_stamp, safetensors_metadata
 from .labels import LabelSet
 
 __all__ = ["RuntimeChoiceError", "OnnxModel", "cached_export", "default_threads", "onnx_model"]
@@ -91,10 +91,9 @@ class OnnxModel:
 
     def engine(self, device: str, precision: str) -> OnnxModel:
         """Itself, as the tagger's engine, once the device and precision are ones it runs."""
-        if device not in ("auto", "cpu"):
-            raise ValueError(f"ONNX Runtime runs on the CPU here, not on {device}: use --runtime torch")
-        if precision != "fp32":
-            raise ValueError(f"ONNX Runtime runs fp32 here, not {precision}: use --runtime torch")
+        reason = _unsupported(device, precision)
+        if reason is not None:
+            raise ValueError(f"ONNX Runtime {reason}: use --runtime torch")
         return self
 
     def predict(self, windows: np.ndarray) -> np.ndarray:
@@ -160,12 +159,20 @@ def _gpu_possible() -> bool:
     return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd"))
 
 
+def _unsupported(device: str, precision: str) -> str | None:
+    """What of `device` and `precision` ONNX Runtime does not run here (None: it runs both)."""
+    if precision != "fp32":
+        return f"runs fp32 here, not {precision}"
+    if device not in ("auto", "cpu"):
+        return f"runs on the CPU here, not on {device}"
+    return None
+
+
 def _why_not(source: str, device: str, precision: str) -> tuple[str | None, Path | None]:
     """Why ONNX Runtime cannot tag with `source` here (None: it can), and the checkpoint."""
-    if precision != "fp32":
-        return f"it runs fp32 here, not {precision}", None
-    if device not in ("auto", "cpu"):
-        return f"it runs on the CPU here, not on {device}", None
+    unsupported = _unsupported(device, precision)
+    if unsupported is not None:
+        return f"it {unsupported}", None
     if device == "auto" and _gpu_possible():
         return "a GPU may be here (--device cpu says the CPU)", None
     if _missing("onnxruntime"):
@@ -181,13 +188,11 @@ def _why_not(source: str, device: str, precision: str) -> tuple[str | None, Path
 def _is_checkpoint(path: Path) -> bool:
     if not path.is_file() or path.suffix != ".safetensors":
         return False
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            check_stamp(f.metadata() or {}, source=path, format_name=CHECKPOINT_FORMAT,
-                        max_version=CHECKPOINT_VERSION, what="an asttag checkpoint", error=ValueError)
-    except Exception:  # noqa: BLE001 (a damaged or newer file is torch's loader's to report)
+        check_stamp(safetensors_metadata(path, error=ValueError), source=path,
+                    format_name=CHECKPOINT_FORMAT, max_version=CHECKPOINT_VERSION,
+                    what="an asttag checkpoint", error=ValueError)
+    except ValueError:  # a damaged or newer file is torch's loader's to report
         return False
     return True
 

@@ -26,6 +26,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +34,7 @@ import numpy as np
 
 from .audio import AudioError, iter_blocks
 from .choices import AGGREGATES, DEFAULT_DEVICE, PADS, TAG_PRECISIONS
-from .features import FeatureConfig, fbank, normalize, window_features
+from .features import BlockFbank, FeatureConfig, normalize, window_features
 from .labels import LabelSet
 from .runtime import OnnxModel
 from .thresholds import Threshold, recommended
@@ -218,7 +219,7 @@ class _WindowCutter:
 
     def __init__(self, plan: WindowPlan, features: FeatureConfig, *, pad: str) -> None:
         self.plan, self.features, self.pad = plan, features, pad
-        self._carry = np.zeros(0, dtype=np.float32)  # audio after the last whole frame
+        self._fbank = BlockFbank(features)
         self._frames = np.zeros((0, features.num_mel_bins), dtype=np.float32)  # frame `_first` on
         self._first = 0
         self.emitted = 0  # windows cut so far
@@ -229,12 +230,7 @@ class _WindowCutter:
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Windows whose frames are all here, (k, target_length, mel bins)."""
-        audio = np.concatenate([self._carry, block])
-        count = self.features.num_frames(audio.size)
-        if count:
-            self._frames = np.concatenate([self._frames, fbank(audio, self.features)])
-            audio = audio[count * self.features.frame_shift_samples :]
-        self._carry = audio
+        self._frames = np.concatenate([self._frames, self._fbank.push(block)])
         return self._cut(final=False)
 
     def finish(self) -> np.ndarray:
@@ -503,13 +499,11 @@ class Tagger:
 
         `progress` is called with the seconds of audio each step has newly covered.
         """
-        from threadpoolctl import ThreadpoolController
-
         # numpy's OpenBLAS (the fbank's and the resampler's small products) keeps its threads
         # spinning after each call, on the cores the model's threads need: with one thread the
         # default model tagged a 10-minute file 1.3x as fast on 2 cores. The model's own BLAS
         # (torch's MKL, ONNX Runtime's MLAS) is not OpenBLAS and keeps its threads.
-        with ThreadpoolController().select(internal_api="openblas").limit(limits=1):
+        with _openblas().limit(limits=1):
             yield from self._tag_many([str(p) for p in paths], progress)
 
     def _tag_many(self, names: list[str], progress: Callable[[float], None] | None
@@ -681,6 +675,15 @@ def _resolve_labels(label_set: Any, labels: Iterable[str | int] | None) -> np.nd
     if not indices:
         raise ValueError("the label filter is empty")
     return np.array(sorted(set(indices)))
+
+
+@cache
+def _openblas() -> Any:
+    """numpy's OpenBLAS thread pool (threadpoolctl), found once: finding it inspects every
+    loaded library, a few milliseconds that a loop of `tag` calls need not pay each time."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(internal_api="openblas")
 
 
 class Engine(Protocol):

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -187,3 +189,15 @@ def test_nan_audio_is_refused(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(audio.AudioError, match="no such file"):
         audio.info(tmp_path / "nope.wav")
+
+
+def test_block_fbank_gives_the_whole_recordings_frames_whatever_the_blocks():
+    from asttag.features import BlockFbank
+
+    config = FeatureConfig()
+    wave = noise(3, seed=5)
+    stream = BlockFbank(config)
+    cuts = [0, 1, 150, 399, 5000, 5161, 30000, wave.size]
+    parts = [stream.push(wave[a:b]) for a, b in itertools.pairwise(cuts)]
+    assert len(parts[0]) == 0 and len(parts[1]) == 0  # no frame is whole yet
+    assert np.array_equal(np.concatenate(parts), fbank(wave, config))
